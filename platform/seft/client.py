@@ -1,0 +1,149 @@
+"""Typed gRPC clients. Stages reach the services only through these, on every executor.
+
+Each call takes any number of items and sends them in batches of `batch_size`; `on_batch`
+(called with the number of items done) drives a progress bar. UNAVAILABLE is retried with
+backoff by gRPC's own retry policy."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from seft.labelling import Label, Rule
+from seft.spec import Sampling
+from seft.v1 import (common_pb2, critic_pb2, critic_pb2_grpc, generator_pb2, generator_pb2_grpc,
+                     labeller_pb2, labeller_pb2_grpc, reviser_pb2, reviser_pb2_grpc)
+
+_LABELS = {common_pb2.MAJOR_REVISE: Label.MAJOR, common_pb2.MINOR_REVISE: Label.MINOR,
+           common_pb2.NO_REVISE: Label.NO}
+_ENUMS = {v: k for k, v in _LABELS.items()}
+_RETRY = json.dumps({"methodConfig": [{
+    "name": [{"service": f"seft.v1.{s}"} for s in ("Generator", "Reviser", "Critic", "Labeller")],
+    "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.2s", "maxBackoff": "5s",
+                    "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]})
+
+
+def channel(endpoint: str, max_message_bytes: int = 64 << 20) -> grpc.Channel:
+    return grpc.insecure_channel(endpoint, options=[
+        ("grpc.service_config", _RETRY), ("grpc.enable_retries", 1),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes)])
+
+
+def _messages(conv: list[dict]) -> list[common_pb2.ChatMessage]:
+    return [common_pb2.ChatMessage(role=m["role"], content=m["content"]) for m in conv]
+
+
+def _sampling(s: Sampling | None, seed: int | None) -> common_pb2.SamplingParams:
+    out = common_pb2.SamplingParams()
+    if s is not None:
+        out.max_new_tokens, out.temperature, out.top_p = s.max_new_tokens, s.temperature, s.top_p
+    if seed is not None:
+        out.seed = seed
+    return out
+
+
+@dataclass(frozen=True)
+class Revised:
+    label: Label | None
+    text: str
+    revised: bool
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Labelled:
+    reward_original: float
+    reward_revised: float
+    benefit: float
+    label: Label
+    relabelled: bool
+
+
+class _Client:
+    def __init__(self, endpoint: str, timeout: float = 600.0, batch_size: int = 64):
+        self.endpoint, self.timeout, self.batch_size = endpoint, timeout, batch_size
+        self.channel = channel(endpoint)
+
+    def _batched(self, items: Sequence, call: Callable[[Sequence, int], list],
+                 on_batch: Callable[[int], None] | None) -> list:
+        out: list = []
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start:start + self.batch_size]
+            out.extend(call(chunk, start))
+            if on_batch:
+                on_batch(len(chunk))
+        return out
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class GeneratorClient(_Client):
+    def generate(self, prompts: Sequence[list[dict]], sampling: Sampling | None = None,
+                 seed: int | None = None, on_batch=None) -> list[str]:
+        stub = generator_pb2_grpc.GeneratorStub(self.channel)
+
+        def call(chunk, start):
+            req = generator_pb2.GenerateRequest(
+                request_id=uuid.uuid4().hex, prompts=[generator_pb2.Prompt(messages=_messages(p)) for p in chunk],
+                sampling=_sampling(sampling, None if seed is None else seed + start))
+            return [g.text for g in stub.Generate(req, timeout=self.timeout).generations]
+
+        return self._batched(prompts, call, on_batch)
+
+
+class ReviserClient(_Client):
+    def revise(self, items: Sequence[tuple[list[dict], str]], sampling: Sampling | None = None,
+               seed: int | None = None, on_batch=None) -> list[Revised]:
+        stub = reviser_pb2_grpc.ReviserStub(self.channel)
+
+        def call(chunk, start):
+            req = reviser_pb2.ReviseRequest(
+                request_id=uuid.uuid4().hex,
+                items=[reviser_pb2.RevisionItem(prompt=_messages(p), original=o) for p, o in chunk],
+                sampling=_sampling(sampling, None if seed is None else seed + start))
+            return [Revised(_LABELS.get(r.label), r.text, r.revised, r.usage.completion_tokens)
+                    for r in stub.Revise(req, timeout=self.timeout).revisions]
+
+        return self._batched(items, call, on_batch)
+
+
+class CriticClient(_Client):
+    def score(self, items: Sequence[tuple[list[dict], str]], on_batch=None) -> list[float]:
+        stub = critic_pb2_grpc.CriticStub(self.channel)
+
+        def call(chunk, start):
+            req = critic_pb2.ScoreRequest(request_id=uuid.uuid4().hex, items=[
+                critic_pb2.ScoreItem(prompt=_messages(p), response=r) for p, r in chunk])
+            return list(stub.Score(req, timeout=self.timeout).rewards)
+
+        return self._batched(items, call, on_batch)
+
+
+class LabellerClient(_Client):
+    def label(self, items: Sequence[tuple[str, list[dict], str, str]], rule: Rule,
+              on_batch=None) -> list[Labelled]:
+        """items: (id, prompt, original, revised)."""
+        stub = labeller_pb2_grpc.LabellerStub(self.channel)
+        pb_rule = labeller_pb2.LabelRule(alpha=rule.alpha, beta=rule.beta, p=rule.p,
+                                         relabel_to=_ENUMS[rule.relabel_to], seed=rule.seed)
+
+        def call(chunk, start):
+            req = labeller_pb2.LabelRequest(request_id=uuid.uuid4().hex, rule=pb_rule, items=[
+                labeller_pb2.LabelItem(id=i, prompt=_messages(p), original=o, revised=r) for i, p, o, r in chunk])
+            return [Labelled(x.score.reward_original, x.score.reward_revised, x.score.benefit,
+                             _LABELS[x.label], x.relabelled)
+                    for x in stub.Label(req, timeout=self.timeout).results]
+
+        return self._batched(items, call, on_batch)

@@ -1,0 +1,1 @@
+"""Executors run a recipe's stages: `local` on one machine; the Kubernetes operator on a cluster."""

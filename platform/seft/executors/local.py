@@ -1,0 +1,236 @@
+"""The local executor: `seft run`. Services run as loopback gRPC servers (`seft serve`
+subprocesses), training as torchrun subprocesses, artifacts in the run's store.
+
+A stage whose published manifest has the fingerprint of its current parameters and inputs is
+skipped, so a run resumes after a crash at the stage that was interrupted."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from seft.errors import SeftError
+from seft.spec import Critic, PipelineSpec, Training
+from seft.stages import Stage
+from seft.storage import FileStore, fingerprint, manifest_digest, open_store
+from seft.train import TrainJob, torchrun_command
+
+SERVICE_START_TIMEOUT = 600.0
+
+
+def _die_with_parent() -> None:
+    """Children get SIGTERM if the executor dies (even by SIGKILL): no orphaned servers."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")  # small models on few cores: one thread each (NOTES.md)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    kind: str  # generator | reviser | critic | labeller
+    model: str | None = None
+    label_first: bool = True
+    critic: Critic | None = None
+
+    def argv(self, port_file: Path, max_batch: int) -> list[str]:
+        args = [sys.executable, "-m", "seft.cli", "serve", self.kind, "--host", "127.0.0.1", "--port", "0",
+                "--port-file", str(port_file), "--max-batch", str(max_batch)]
+        if self.kind in ("generator", "reviser"):
+            args += ["--model", self.model]
+        if self.kind == "reviser" and not self.label_first:
+            args.append("--no-labels")
+        if self.critic is not None:
+            args += ["--critic", self.critic.backend]
+            args += ["--callable", self.critic.callable] if self.critic.callable else ["--model", self.critic.model]
+        return args
+
+
+class Context:
+    """What a stage sees of the executor."""
+
+    def __init__(self, spec: PipelineSpec, store: FileStore, stage: str, out: Path, console):
+        self.spec, self.store, self.stage, self.out, self.console = spec, store, stage, out, console
+        self.logs = store.root / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    def input(self, stage: str) -> Path:
+        """The published artifact directory of an earlier stage."""
+        return self.store.path(stage)
+
+    def model(self, role: str) -> str:
+        """policy | reviser_base | generator: from bootstrap when it runs, else the spec."""
+        if self.spec.bootstrap is not None:
+            return str(self.input("bootstrap") / {"reviser_base": "generator"}.get(role, role))
+        return getattr(self.spec.models, role)
+
+    @contextmanager
+    def services(self, **named: ServiceSpec):
+        """Start the named services in parallel; yield {name: endpoint}; stop them after."""
+        procs: dict[str, tuple[subprocess.Popen, Path, Path]] = {}
+        run_dir = self.store.root / ".services"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            for name, svc in named.items():  # spawned from this thread: PDEATHSIG is per thread
+                port_file = run_dir / f"{self.stage}-{name}.port"
+                port_file.unlink(missing_ok=True)
+                log = self.logs / f"{self.stage}-{name}.log"
+                with log.open("w") as handle:
+                    proc = subprocess.Popen(svc.argv(port_file, self.spec.services.max_batch), stdout=handle,
+                                            stderr=subprocess.STDOUT, env=child_env(), preexec_fn=_die_with_parent)
+                procs[name] = (proc, port_file, log)
+            endpoints = {name: self._wait_ready(name, *entry) for name, entry in procs.items()}
+            yield endpoints
+        finally:
+            for proc, _, _ in procs.values():
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc, _, _ in procs.values():
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+    def _wait_ready(self, name: str, proc: subprocess.Popen, port_file: Path, log: Path) -> str:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        deadline = time.monotonic() + SERVICE_START_TIMEOUT
+        while not port_file.exists():
+            if proc.poll() is not None:
+                raise SeftError(f"service {name!r} exited with {proc.returncode} while starting; "
+                                f"log {log}:\n{_tail(log)}")
+            if time.monotonic() > deadline:
+                raise SeftError(f"service {name!r} did not start in {SERVICE_START_TIMEOUT:.0f}s; log {log}")
+            time.sleep(0.1)
+        endpoint = f"127.0.0.1:{port_file.read_text().strip()}"
+        with grpc.insecure_channel(endpoint) as channel:
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
+        if status.status != health_pb2.HealthCheckResponse.SERVING:
+            raise SeftError(f"service {name!r} at {endpoint} is not SERVING")
+        return endpoint
+
+    def train(self, jobs: dict[str, tuple[str, Path, Training]]) -> dict[str, Path]:
+        """Run `seft train` jobs {name: (model, data, training)} concurrently under torchrun.
+        Each saves an HF model directory at ctx.out/<name>."""
+        procs = {}
+        try:
+            for name, (model, data, training) in jobs.items():
+                job = TrainJob(model=model, data=str(data), output_dir=str(self.out / name), seed=self.spec.seed,
+                               **training.model_dump())
+                config = self.out / f"{name}.train.yaml"
+                config.write_text(yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False))
+                log = self.logs / f"{self.stage}-{name}-train.log"
+                with log.open("w") as handle:
+                    procs[name] = (subprocess.Popen(torchrun_command(config, training.nproc_per_node),
+                                                    stdout=handle, stderr=subprocess.STDOUT, env=child_env(),
+                                                    preexec_fn=_die_with_parent), log)
+            for name, (proc, log) in procs.items():
+                if proc.wait() != 0:
+                    raise SeftError(f"training {name!r} failed (exit {proc.returncode}); log {log}:\n{_tail(log)}")
+        finally:
+            for proc, _ in procs.values():
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait()
+        return {name: self.out / name for name in jobs}
+
+    def progress(self, description: str, total: int):
+        """A progress bar; returns (advance callback, close)."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(TextColumn(f"  {description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       console=self.console, transient=True)
+        task = bar.add_task(description, total=total)
+        bar.start()
+        return (lambda n: bar.advance(task, n)), bar.stop
+
+
+class RunState:
+    """<run>/run.json: each stage's state and timing, rewritten atomically at every change."""
+
+    def __init__(self, path: Path, name: str):
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.exists() else {"name": name, "stages": {}}
+
+    def set(self, stage: str, **fields) -> None:
+        self.data["stages"].setdefault(stage, {}).update(fields)
+        self.data["pid"] = os.getpid()
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2))
+        os.replace(tmp, self.path)
+
+
+def run_pipeline(spec: PipelineSpec, stages: list[Stage], console) -> dict:
+    store = open_store(spec.store, spec.name)
+    store.root.mkdir(parents=True, exist_ok=True)
+    store.clean()
+    state = RunState(store.root / "run.json", spec.name)
+    for st in stages:
+        if state.data["stages"].get(st.name, {}).get("state") != "done":
+            state.set(st.name, state="pending")
+    digests: dict[str, str] = {}
+    summaries: dict[str, dict] = {}
+    started = time.time()
+    for st in stages:
+        params = st.params(spec)
+        inputs = {name: digests[name] for name in st.inputs}
+        fp = fingerprint(st.name, params, inputs)
+        manifest = store.manifest(st.name)
+        if manifest and manifest.get("fingerprint") == fp:
+            digests[st.name], summaries[st.name] = manifest_digest(manifest), manifest.get("summary", {})
+            state.set(st.name, state="done", skipped=True, uri=store.uri(st.name))
+            console.print(f"[dim]- {st.name}: up to date, skipped[/dim]")
+            continue
+        console.print(f"[bold]> {st.name}[/bold]")
+        t0 = time.time()
+        state.set(st.name, state="running", started=t0, finished=None, seconds=None, error=None, skipped=False)
+        staging = store.staging(st.name)
+        try:
+            summary = st.run(Context(spec, store, st.name, staging, console)) or {}
+        except BaseException as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            reason = str(exc) or type(exc).__name__
+            state.set(st.name, state="failed", finished=time.time(), seconds=time.time() - t0, error=reason)
+            if isinstance(exc, (SeftError, KeyboardInterrupt)):
+                raise
+            raise SeftError(f"stage {st.name} failed: {type(exc).__name__}: {reason}") from exc
+        t1 = time.time()
+        manifest = store.publish(staging, st.name, {
+            "stage": st.name, "fingerprint": fp, "params": params,
+            "inputs": {name: {"uri": store.uri(name), "digest": digests[name]} for name in st.inputs},
+            "summary": summary, "started": t0, "finished": t1, "seconds": t1 - t0})
+        digests[st.name], summaries[st.name] = manifest_digest(manifest), summary
+        state.set(st.name, state="done", finished=t1, seconds=t1 - t0, uri=store.uri(st.name))
+        console.print(f"[green]  {st.name} done in {t1 - t0:.1f}s[/green]")
+    report = {"name": spec.name, "recipe": spec.recipe, "seed": spec.seed, "wall_seconds": time.time() - started,
+              "stages": state.data["stages"], "summaries": summaries,
+              "metrics": summaries.get("evaluate", {}).get("metrics", {})}
+    tmp = store.root / "report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2))
+    os.replace(tmp, store.root / "report.json")
+    return report

@@ -1,0 +1,44 @@
+"""Evaluation metrics of the SEFT paper, as plain functions over rows.
+
+A reviser row: {"rank", "reward_original", "reward_revised", "revised", "label"}. The benefit of
+a row is reward_revised - reward_original (0 when the reviser kept the original). The
+improvement rate is the share of *revised* rows whose reward rose."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from statistics import fmean
+
+LABELS = ("major", "minor", "no")
+
+
+def reviser_summary(rows: list[dict]) -> dict:
+    revised = [r for r in rows if r["revised"]]
+    labels = {k: sum(r["label"] == k for r in rows) / len(rows) for k in LABELS} if rows else {}
+    return {
+        "n": len(rows),
+        "mean_benefit": fmean(r["reward_revised"] - r["reward_original"] for r in rows) if rows else None,
+        "improvement_rate": (sum(r["reward_revised"] > r["reward_original"] for r in revised) / len(revised)
+                             if revised else None),
+        "revised_share": len(revised) / len(rows) if rows else None,
+        "labels": labels,
+        "mean_reward_original": fmean(r["reward_original"] for r in rows) if rows else None,
+        "mean_reward_revised": fmean(r["reward_revised"] for r in rows) if rows else None,
+    }
+
+
+def reviser_by_rank(rows: list[dict]) -> dict:
+    """{"0": summary, ..., "6": summary, "all": summary}."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[str(r["rank"])].append(r)
+    out = {rank: reviser_summary(groups[rank]) for rank in sorted(groups, key=int)}
+    out["all"] = reviser_summary(rows)
+    return out
+
+
+def mean_benefit(by_rank: dict, ranks) -> float:
+    """The mean benefit over the rows of several ranks (weighted by their counts)."""
+    picked = [by_rank[str(r)] for r in ranks if str(r) in by_rank]
+    total = sum(s["n"] for s in picked)
+    return sum(s["mean_benefit"] * s["n"] for s in picked) / total

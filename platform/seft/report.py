@@ -1,0 +1,63 @@
+"""Rich tables for the end of `seft run` and for `seft status`."""
+
+from __future__ import annotations
+
+import time
+
+from rich.table import Table
+
+from seft.metrics import LABELS
+
+
+def _num(x, fmt: str = "{:+.3f}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def reviser_table(metrics: dict, critic: str) -> Table:
+    revisers = metrics["reviser"]
+    table = Table(title=f"Revisers on held-out originals, by original rank (critic: {critic})")
+    table.add_column("rank", justify="right")
+    table.add_column("n", justify="right")
+    for name in revisers:
+        table.add_column(f"{name}\nbenefit", justify="right")
+        table.add_column(f"{name}\nimproved", justify="right")
+    for lb in LABELS:
+        table.add_column(f"adaptive\n{lb}", justify="right")
+    adaptive = revisers["adaptive"][critic]
+    for rank in adaptive:
+        cells = [rank, str(adaptive[rank]["n"])]
+        for name in revisers:
+            s = revisers[name][critic][rank]
+            cells += [_num(s["mean_benefit"]), _num(s["improvement_rate"], "{:.1%}")]
+        cells += [f"{adaptive[rank]['labels'].get(lb, 0):.0%}" for lb in LABELS]
+        table.add_row(*cells, end_section=rank == "6")
+    return table
+
+
+def policy_table(metrics: dict) -> Table:
+    policy = metrics["policy"]
+    critics = list(next(iter(policy.values())))
+    table = Table(title="Policy: mean critic reward on held-out prompts")
+    table.add_column("policy")
+    for c in critics:
+        table.add_column(c, justify="right")
+    for name, scores in policy.items():
+        table.add_row({"initial": "initial", "internal": "after internal", "external": "after external"}[name],
+                      *[f"{scores[c]:.3f}" for c in critics])
+    return table
+
+
+def stages_table(run: dict) -> Table:
+    table = Table(title=f"Run {run.get('name', '')}")
+    for col in ("stage", "state", "started", "seconds", "output"):
+        table.add_column(col)
+    for name, s in run.get("stages", {}).items():
+        state = s.get("state", "pending")
+        if s.get("skipped") and state == "done":
+            state = "done (skipped)"
+        started = time.strftime("%H:%M:%S", time.localtime(s["started"])) if s.get("started") else "-"
+        seconds = f"{s['seconds']:.1f}" if s.get("seconds") is not None else "-"
+        colour = {"done": "green", "failed": "red", "running": "yellow", "interrupted": "red"}.get(state.split()[0], "")
+        table.add_row(name, f"[{colour}]{state}[/{colour}]" if colour else state, started, seconds,
+                      s.get("uri") or s.get("error") or "-")
+    return table

@@ -1,0 +1,229 @@
+"""The pipeline spec: one pydantic model, loaded from YAML by `seft run` and used as the
+SeftPipeline custom resource's spec on Kubernetes. Defaults are the SEFT paper's (Table 5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from seft.errors import SpecError
+
+LabelName = Literal["major", "minor", "no"]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Sampling(Model):
+    max_new_tokens: int = Field(256, ge=1, le=32768)
+    temperature: float = Field(0.7, ge=0.0, le=10.0, allow_inf_nan=False)  # 0 = greedy
+    top_p: float = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+
+
+class Training(Model):
+    """One `seft train` job's hyper-parameters (the model and data come from the stage)."""
+
+    learning_rate: float = Field(2e-5, gt=0, allow_inf_nan=False)
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="overrides epochs when set")
+    batch_size: int = Field(128, ge=1, description="global batch: per device x processes x accumulation")
+    per_device_batch_size: int = Field(8, ge=1)
+    max_length: int = Field(2048, ge=8)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    bf16: bool = True
+    deepspeed: str | None = Field("zero3", description="zero2, zero3, a DeepSpeed JSON path, or null")
+    nproc_per_node: int = Field(1, ge=1)
+    logging_steps: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _batch_divides(self) -> "Training":
+        per_step = self.per_device_batch_size * self.nproc_per_node
+        if self.batch_size % per_step:
+            raise ValueError(
+                f"batch_size {self.batch_size} is not a multiple of per_device_batch_size x "
+                f"nproc_per_node = {per_step}")
+        return self
+
+
+class TinyModel(Model):
+    """A Llama built from a config, for the quickstart (no download)."""
+
+    hidden_size: int = Field(128, ge=8)
+    num_layers: int = Field(2, ge=1)
+    num_heads: int = Field(2, ge=1)
+    head_dim: int = Field(64, ge=8)
+    intermediate_size: int = Field(512, ge=8)
+
+
+class Bootstrap(Model):
+    """Makes the quickstart's inputs: a sorting task with graded rewards, a tokenizer, a tiny
+    Llama, a weak initial policy (SFT on worse responses) and a stronger external generator
+    (SFT on better responses) that is also the reviser's base model."""
+
+    task: Literal["sort"] = "sort"
+    preference_prompts: int = Field(5000, ge=20)
+    unlabelled_prompts: int = Field(4000, ge=1)
+    model: TinyModel = TinyModel()
+    policy_ranks: list[int] = [3, 4, 5]
+    generator_ranks: list[int] = [1, 2]
+    policy_training: Training
+    generator_training: Training
+
+    @field_validator("policy_ranks", "generator_ranks")
+    @classmethod
+    def _ranks(cls, v: list[int]) -> list[int]:
+        if not v or any(r < 0 or r > 6 for r in v):
+            raise ValueError(f"ranks must be a non-empty list within 0..6, got {v}")
+        return v
+
+
+class Data(Model):
+    preference: str | None = Field(None, description="JSONL: prompt + responses ranked 0 (best)..6")
+    prompts: str | None = Field(None, description="JSONL of unlabelled prompts for evolution")
+    test_size: int = Field(200, ge=1, description="preference prompts held out for evaluation")
+    warmup_fraction: float = Field(0.3, gt=0, lt=1, description="warm-up : adaptive split = 3 : 7")
+
+
+class Models(Model):
+    policy: str | None = None
+    reviser_base: str | None = None
+    generator: str | None = Field(None, description="the external generator")
+
+
+class Critic(Model):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    backend: Literal["rule", "reward-model"]
+    callable: str | None = Field(None, description="rule: 'package.module:function'")
+    model: str | None = Field(None, description="reward-model: an HF sequence-classification dir")
+
+    @model_validator(mode="after")
+    def _backend_fields(self) -> "Critic":
+        need, other = ("callable", "model") if self.backend == "rule" else ("model", "callable")
+        if getattr(self, need) is None:
+            raise ValueError(f"backend {self.backend!r} needs '{need}'")
+        if getattr(self, other) is not None:
+            raise ValueError(f"backend {self.backend!r} takes no '{other}'")
+        if self.callable is not None and ":" not in self.callable:
+            raise ValueError(f"callable must look like 'package.module:function', got {self.callable!r}")
+        return self
+
+
+class Labelling(Model):
+    alpha: float = Field(0.3, allow_inf_nan=False)
+    beta: float = Field(1.0, allow_inf_nan=False)
+    p: float = Field(0.8, ge=0, le=1)
+    relabel_to: LabelName = "major"
+    critic: str | None = Field(None, description="name of the critic that labels; default the first")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Labelling":
+        if self.alpha > self.beta:
+            raise ValueError(f"alpha ({self.alpha}) must not exceed beta ({self.beta})")
+        return self
+
+
+class Evaluation(Model):
+    sampling: Sampling = Sampling(temperature=0.0)
+
+
+class Services(Model):
+    batch_size: int = Field(64, ge=1, description="items per gRPC call")
+    max_batch: int = Field(256, ge=1, description="largest batch a service accepts")
+
+
+def _paper_policy_training() -> Training:
+    return Training(learning_rate=5e-7, lr_scheduler="linear")
+
+
+class PipelineSpec(Model):
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    recipe: Literal["seft"] = "seft"
+    seed: int = Field(0, ge=0)
+    store: str = "file://./runs"
+    bootstrap: Bootstrap | None = None
+    data: Data = Data()
+    models: Models = Models()
+    critics: list[Critic] = Field(min_length=1)
+    labelling: Labelling = Labelling()
+    reviser_training: Training = Training()
+    policy_training: Training = Field(default_factory=_paper_policy_training)
+    generation: Sampling = Sampling()
+    revision: Sampling = Sampling(temperature=0.0)
+    evaluation: Evaluation = Evaluation()
+    services: Services = Services()
+
+    @model_validator(mode="after")
+    def _inputs_present(self) -> "PipelineSpec":
+        if self.bootstrap is not None:
+            given = [f"data.{k}" for k in ("preference", "prompts") if getattr(self.data, k)]
+            given += [f"models.{k}" for k, v in self.models.model_dump().items() if v]
+            if given:
+                raise ValueError(f"bootstrap makes the data and models; remove {', '.join(given)}")
+        else:
+            missing = [f"data.{k}" for k in ("preference", "prompts") if not getattr(self.data, k)]
+            missing += [f"models.{k}" for k, v in self.models.model_dump().items() if not v]
+            if missing:
+                raise ValueError(f"without bootstrap the spec needs {', '.join(missing)}")
+        names = [c.name for c in self.critics]
+        if len(set(names)) != len(names):
+            raise ValueError(f"critic names must be unique, got {names}")
+        if self.labelling.critic is not None and self.labelling.critic not in names:
+            raise ValueError(f"labelling.critic {self.labelling.critic!r} is not one of {names}")
+        return self
+
+    @property
+    def labelling_critic(self) -> Critic:
+        name = self.labelling.critic or self.critics[0].name
+        return next(c for c in self.critics if c.name == name)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or "(spec)"
+    value = error.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"{where}: {error['msg']}{shown}"
+
+
+def parse_spec(data: Any, source: str = "spec") -> PipelineSpec:
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        lines = "\n  ".join(_describe(e) for e in exc.errors())
+        raise SpecError(f"{source} is invalid:\n  {lines}") from None
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `a.b.c=value` overrides (value parsed as YAML) to a raw spec mapping."""
+    for item in overrides:
+        path, sep, raw = item.partition("=")
+        if not sep or not path:
+            raise SpecError(f"--set {item!r}: expected FIELD.PATH=VALUE")
+        node = data
+        *parents, leaf = path.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise SpecError(f"--set {item!r}: {key!r} is not a mapping")
+        node[leaf] = yaml.safe_load(raw)
+    return data
+
+
+def load_spec(path: str | Path, overrides: list[str] = ()) -> PipelineSpec:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    if isinstance(data, dict):
+        data = apply_overrides(data, list(overrides))
+    return parse_spec(data, str(path))

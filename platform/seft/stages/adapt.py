@@ -1,0 +1,28 @@
+"""adapt: continue training the preliminary reviser to emit the label first, then the target
+(DESIGN.md step 4). A [No Revise] sample's completion is the label alone."""
+
+from __future__ import annotations
+
+from seft.chat import reviser_completion, reviser_prompt
+from seft.labelling import Label
+from seft.records import SFTExample, read_jsonl, write_jsonl
+
+NAME = "adapt"
+
+
+def inputs(spec) -> tuple[str, ...]:
+    return ("warmup", "label")
+
+
+def params(spec) -> dict:
+    return {"training": spec.reviser_training.model_dump(), "seed": spec.seed}
+
+
+def run(ctx) -> dict:
+    examples = (SFTExample(prompt=reviser_prompt(row["prompt"], row["original"]),
+                           completion=[{"role": "assistant",
+                                        "content": reviser_completion(Label(row["label"]), row["target"])}])
+                for row in read_jsonl(ctx.input("label") / "labelled.jsonl"))
+    n = write_jsonl(ctx.out / "train.jsonl", examples)
+    ctx.train({"reviser": (str(ctx.input("warmup") / "reviser"), ctx.out / "train.jsonl", ctx.spec.reviser_training)})
+    return {"examples": n}

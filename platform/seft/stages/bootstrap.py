@@ -1,0 +1,53 @@
+"""bootstrap: make the quickstart's inputs from nothing (no downloads).
+
+A sorting task with graded rewards (preference prompts with 7 ranked responses, unlabelled
+prompts), a word-level tokenizer, a tiny Llama, and two SFT models trained in parallel on a
+separate pool of prompts: the weak initial policy (worse ranks) and the stronger external
+generator (better ranks), which is also the reviser's base model."""
+
+from __future__ import annotations
+
+import random
+
+from seft.records import PreferenceRecord, PromptRecord, SFTExample, write_jsonl
+from seft.tasks import sorting
+from seft.tinymodel import build_model, build_tokenizer
+
+NAME = "bootstrap"
+INPUTS: tuple[str, ...] = ()
+
+
+def params(spec) -> dict:
+    return {"bootstrap": spec.bootstrap.model_dump(), "seed": spec.seed}
+
+
+def _sft(rng: random.Random, n: int, ranks: list[int]) -> list[SFTExample]:
+    out = []
+    for _ in range(n):
+        numbers = sorting.make_prompt(rng)
+        response = sorting.ranked_responses(numbers, rng)[rng.choice(ranks)]["content"]
+        out.append(SFTExample(prompt=sorting.prompt_messages(numbers),
+                              completion=[{"role": "assistant", "content": response}]))
+    return out
+
+
+def run(ctx) -> dict:
+    cfg, out = ctx.spec.bootstrap, ctx.out
+    rng = random.Random(ctx.spec.seed)
+    preference = []
+    for i in range(cfg.preference_prompts):
+        numbers = sorting.make_prompt(rng)
+        preference.append(PreferenceRecord(id=f"pref-{i}", prompt=sorting.prompt_messages(numbers),
+                                           responses=sorting.ranked_responses(numbers, rng)))
+    prompts = [PromptRecord(id=f"prompt-{i}", prompt=sorting.prompt_messages(sorting.make_prompt(rng)))
+               for i in range(cfg.unlabelled_prompts)]
+    write_jsonl(out / "preference.jsonl", preference)
+    write_jsonl(out / "prompts.jsonl", prompts)
+    write_jsonl(out / "sft_policy.jsonl", _sft(rng, cfg.preference_prompts, cfg.policy_ranks))
+    write_jsonl(out / "sft_generator.jsonl", _sft(rng, cfg.preference_prompts, cfg.generator_ranks))
+
+    tokenizer = build_tokenizer(sorting.corpus_words())
+    build_model(tokenizer, cfg.model, ctx.spec.seed, out / "base")
+    ctx.train({"policy": (str(out / "base"), out / "sft_policy.jsonl", cfg.policy_training),
+               "generator": (str(out / "base"), out / "sft_generator.jsonl", cfg.generator_training)})
+    return {"preference": len(preference), "prompts": len(prompts), "vocab": len(tokenizer)}

@@ -1,0 +1,81 @@
+"""evaluate: the paper's metrics (DESIGN.md step 7) on the held-out split.
+
+Revisers (preliminary and adaptive) revise every test original of ranks 0..6; each critic
+scores originals and revisions: mean benefit, improvement rate and label shares per rank.
+Policies (initial, after internal, after external) answer the held-out prompts greedily; each
+critic scores the answers: mean reward per stage."""
+
+from __future__ import annotations
+
+from seft.client import CriticClient, GeneratorClient, ReviserClient
+from seft.executors.local import ServiceSpec
+from seft.metrics import mean_benefit, reviser_by_rank
+from seft.records import RevisionSample, messages, read_jsonl, write_jsonl
+
+NAME = "evaluate"
+REVISERS = {"preliminary": ("warmup", False), "adaptive": ("adapt", True)}
+POLICIES = ("initial", "internal", "external")
+
+
+def inputs(spec) -> tuple[str, ...]:
+    return ("prepare", "warmup", "adapt", "internal", "external") + (("bootstrap",) if spec.bootstrap else ())
+
+
+def params(spec) -> dict:
+    return {"critics": [c.model_dump() for c in spec.critics], "evaluation": spec.evaluation.model_dump(),
+            "seed": spec.seed, "policy": None if spec.bootstrap else spec.models.policy}
+
+
+def run(ctx) -> dict:
+    spec = ctx.spec
+    test = list(read_jsonl(ctx.input("prepare") / "test.jsonl", RevisionSample))
+    heldout = list(read_jsonl(ctx.input("prepare") / "heldout.jsonl"))
+    policies = {"initial": ctx.model("policy"), "internal": str(ctx.input("internal") / "policy"),
+                "external": str(ctx.input("external") / "policy")}
+    services = {f"reviser-{name}": ServiceSpec("reviser", str(ctx.input(stage) / "reviser"), label_first=labels)
+                for name, (stage, labels) in REVISERS.items()}
+    services |= {f"policy-{name}": ServiceSpec("generator", path) for name, path in policies.items()}
+    services |= {f"critic-{c.name}": ServiceSpec("critic", critic=c) for c in spec.critics}
+    sampling, bs = spec.evaluation.sampling, spec.services.batch_size
+    items = [(messages(s.prompt), s.original) for s in test]
+    prompts = [h["prompt"] for h in heldout]
+    metrics: dict = {"reviser": {}, "policy": {}}
+    rows_out = []
+    with ctx.services(**services) as ep:
+        critics = {c.name: CriticClient(ep[f"critic-{c.name}"], batch_size=bs) for c in spec.critics}
+        for name in REVISERS:
+            advance, close = ctx.progress(f"revising test set ({name} reviser)", len(items))
+            with ReviserClient(ep[f"reviser-{name}"], batch_size=bs) as reviser:
+                revisions = reviser.revise(items, sampling, seed=spec.seed, on_batch=advance)
+            close()
+            metrics["reviser"][name] = {}
+            for cname, critic in critics.items():
+                originals = critic.score(items)
+                revised = critic.score([(p, r.text) for (p, _), r in zip(items, revisions)])
+                rows = [{"rank": s.rank, "reward_original": o, "reward_revised": v, "revised": r.revised,
+                         "label": r.label.short if r.label else None}
+                        for s, o, v, r in zip(test, originals, revised, revisions)]
+                metrics["reviser"][name][cname] = reviser_by_rank(rows)
+                rows_out += [{"reviser": name, "critic": cname, "id": s.id, "revision": r.text, **row}
+                             for s, r, row in zip(test, revisions, rows)]
+        for name in POLICIES:
+            advance, close = ctx.progress(f"answering held-out prompts ({name} policy)", len(prompts))
+            with GeneratorClient(ep[f"policy-{name}"], batch_size=bs) as gen:
+                answers = gen.generate(prompts, sampling, seed=spec.seed, on_batch=advance)
+            close()
+            metrics["policy"][name] = {cname: _mean(critic.score(list(zip(prompts, answers))))
+                                       for cname, critic in critics.items()}
+            rows_out += [{"policy": name, "id": h["id"], "answer": a} for h, a in zip(heldout, answers)]
+        for critic in critics.values():
+            critic.close()
+    write_jsonl(ctx.out / "samples.jsonl", rows_out)
+    first = spec.critics[0].name
+    adaptive = metrics["reviser"]["adaptive"][first]
+    headline = {"critic": first,
+                "adaptive_benefit_rank_4_6": mean_benefit(adaptive, (4, 5, 6)),
+                "policy_reward": {name: metrics["policy"][name][first] for name in POLICIES}}
+    return {"metrics": metrics, "headline": headline}
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)

@@ -1,0 +1,37 @@
+"""Shared by internal and external evolution (DESIGN.md steps 5-6): a generator answers the
+unlabelled prompts, the adaptive reviser revises the answers, the policy is fine-tuned on
+(prompt, revised)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from seft.client import GeneratorClient, ReviserClient
+from seft.executors.local import ServiceSpec
+from seft.records import SFTExample, read_jsonl, write_jsonl
+
+
+def evolve(ctx, generator_model: str, policy_model: str) -> dict:
+    spec = ctx.spec
+    records = list(read_jsonl(ctx.input("prepare") / "prompts.jsonl"))
+    prompts = [r["prompt"] for r in records]
+    with ctx.services(generator=ServiceSpec("generator", generator_model),
+                      reviser=ServiceSpec("reviser", str(ctx.input("adapt") / "reviser"))) as ep:
+        advance, close = ctx.progress("generating", len(prompts))
+        with GeneratorClient(ep["generator"], batch_size=spec.services.batch_size) as gen:
+            drafts = gen.generate(prompts, spec.generation, seed=spec.seed, on_batch=advance)
+        close()
+        advance, close = ctx.progress("revising (adaptive reviser)", len(prompts))
+        with ReviserClient(ep["reviser"], batch_size=spec.services.batch_size) as reviser:
+            revisions = reviser.revise(list(zip(prompts, drafts)), spec.revision, seed=spec.seed, on_batch=advance)
+        close()
+    write_jsonl(ctx.out / "revised.jsonl", (
+        {"id": r["id"], "prompt": r["prompt"], "draft": d, "label": v.label.value if v.label else None,
+         "revised": v.revised, "response": v.text} for r, d, v in zip(records, drafts, revisions)))
+    write_jsonl(ctx.out / "train.jsonl", (
+        SFTExample(prompt=p, completion=[{"role": "assistant", "content": v.text}])
+        for p, v in zip(prompts, revisions) if v.text.strip()))
+    ctx.train({"policy": (policy_model, ctx.out / "train.jsonl", spec.policy_training)})
+    labels = Counter(v.label.short if v.label else "none" for v in revisions)
+    return {"prompts": len(prompts), "revised_share": sum(v.revised for v in revisions) / len(revisions),
+            "labels": {k: labels[k] / len(revisions) for k in ("major", "minor", "no")}}

@@ -1,0 +1,48 @@
+"""label: the preliminary reviser revises every adaptive-split original; the labeller scores
+original and revision with the critic and applies the alpha / beta / p rule (DESIGN.md step 3)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from seft.client import LabellerClient, ReviserClient
+from seft.executors.local import ServiceSpec
+from seft.labelling import Label, Rule
+from seft.records import RevisionSample, messages, read_jsonl, write_jsonl
+
+NAME = "label"
+
+
+def inputs(spec) -> tuple[str, ...]:
+    return ("prepare", "warmup")
+
+
+def params(spec) -> dict:
+    return {"labelling": spec.labelling.model_dump(), "critic": spec.labelling_critic.model_dump(),
+            "revision": spec.revision.model_dump(), "seed": spec.seed}
+
+
+def run(ctx) -> dict:
+    spec = ctx.spec
+    samples = list(read_jsonl(ctx.input("prepare") / "adaptive.jsonl", RevisionSample))
+    rule = Rule(spec.labelling.alpha, spec.labelling.beta, spec.labelling.p,
+                Label.from_name(spec.labelling.relabel_to), spec.seed)
+    items = [(messages(s.prompt), s.original) for s in samples]
+    with ctx.services(reviser=ServiceSpec("reviser", str(ctx.input("warmup") / "reviser"), label_first=False),
+                      labeller=ServiceSpec("labeller", critic=spec.labelling_critic)) as ep:
+        advance, close = ctx.progress("revising (preliminary reviser)", len(items))
+        with ReviserClient(ep["reviser"], batch_size=spec.services.batch_size) as reviser:
+            revisions = reviser.revise(items, spec.revision, seed=spec.seed, on_batch=advance)
+        close()
+        advance, close = ctx.progress("labelling", len(items))
+        with LabellerClient(ep["labeller"], batch_size=spec.services.batch_size) as labeller:
+            labels = labeller.label([(s.id, p, o, r.text) for s, (p, o), r in zip(samples, items, revisions)],
+                                    rule, on_batch=advance)
+        close()
+    rows = [{**s.model_dump(mode="json"), "preliminary_revision": r.text, "reward_original": lb.reward_original,
+             "reward_revised": lb.reward_revised, "benefit": lb.benefit, "label": lb.label.value,
+             "relabelled": lb.relabelled} for s, r, lb in zip(samples, revisions, labels)]
+    write_jsonl(ctx.out / "labelled.jsonl", rows)
+    shares = Counter(lb.label.short for lb in labels)
+    return {"samples": len(rows), "labels": {k: shares[k] / len(rows) for k in ("major", "minor", "no")},
+            "mean_benefit": sum(lb.benefit for lb in labels) / len(labels)}

@@ -1,0 +1,66 @@
+"""prepare: split the preference data into test, warm-up and adaptive splits (DESIGN.md step 1).
+
+Warm-up and adaptive samples pair an original (a random one of ranks 1..6) with the target
+(rank 0). The test split keeps every rank 0..6 as an original, for evaluation per rank, and its
+prompts (with the rank-0 response as reference) are the held-out prompts for the policy."""
+
+from __future__ import annotations
+
+import random
+
+from seft.records import PreferenceRecord, PromptRecord, RevisionSample, read_jsonl, write_jsonl
+from seft.storage import sha256_file
+
+NAME = "prepare"
+
+
+def inputs(spec) -> tuple[str, ...]:
+    return ("bootstrap",) if spec.bootstrap else ()
+
+
+def params(spec) -> dict:
+    out = {"data": spec.data.model_dump(), "seed": spec.seed}
+    if spec.bootstrap is None:  # external files: their content is an input
+        out["sha256"] = {k: sha256_file(_path(getattr(spec.data, k))) for k in ("preference", "prompts")}
+    return out
+
+
+def _path(uri: str):
+    from pathlib import Path
+    return Path(uri.removeprefix("file://"))
+
+
+def _sample(rec: PreferenceRecord, original, sample_id: str) -> RevisionSample:
+    return RevisionSample(id=sample_id, prompt=rec.prompt, original=original.content, rank=original.rank,
+                          target=rec.responses[0].content)
+
+
+def run(ctx) -> dict:
+    spec, out = ctx.spec, ctx.out
+    if spec.bootstrap:
+        pref_path, prompts_path = ctx.input("bootstrap") / "preference.jsonl", ctx.input("bootstrap") / "prompts.jsonl"
+    else:
+        pref_path, prompts_path = _path(spec.data.preference), _path(spec.data.prompts)
+    records = list(read_jsonl(pref_path, PreferenceRecord))
+    if len(records) <= spec.data.test_size + 1:
+        raise ValueError(f"data.test_size {spec.data.test_size} leaves no training data "
+                         f"({len(records)} preference records in {pref_path})")
+    rng = random.Random(spec.seed)
+    rng.shuffle(records)
+    test, train = records[:spec.data.test_size], records[spec.data.test_size:]
+    n_warmup = max(1, round(len(train) * spec.data.warmup_fraction))
+
+    def paired(recs):
+        return [_sample(r, rng.choice(r.responses[1:]), r.id) for r in recs]
+
+    counts = {
+        "warmup": write_jsonl(out / "warmup.jsonl", paired(train[:n_warmup])),
+        "adaptive": write_jsonl(out / "adaptive.jsonl", paired(train[n_warmup:])),
+        "test": write_jsonl(out / "test.jsonl", (_sample(r, resp, f"{r.id}-r{resp.rank}")
+                                                 for r in test for resp in r.responses)),
+        "heldout": write_jsonl(out / "heldout.jsonl", (
+            {"id": r.id, "prompt": [m.model_dump() for m in r.prompt], "reference": r.responses[0].content}
+            for r in test)),
+        "prompts": write_jsonl(out / "prompts.jsonl", read_jsonl(prompts_path, PromptRecord)),
+    }
+    return counts

@@ -1,0 +1,27 @@
+"""warmup: SFT the preliminary reviser (DESIGN.md step 2): input = prompt + original,
+output = target. It starts from the reviser's base model (the external generator)."""
+
+from __future__ import annotations
+
+from seft.chat import reviser_completion, reviser_prompt
+from seft.records import RevisionSample, SFTExample, messages, read_jsonl, write_jsonl
+
+NAME = "warmup"
+
+
+def inputs(spec) -> tuple[str, ...]:
+    return ("prepare",) + (("bootstrap",) if spec.bootstrap else ())
+
+
+def params(spec) -> dict:
+    return {"training": spec.reviser_training.model_dump(), "seed": spec.seed,
+            "reviser_base": None if spec.bootstrap else spec.models.reviser_base}
+
+
+def run(ctx) -> dict:
+    examples = (SFTExample(prompt=reviser_prompt(messages(s.prompt), s.original),
+                           completion=[{"role": "assistant", "content": reviser_completion(None, s.target)}])
+                for s in read_jsonl(ctx.input("prepare") / "warmup.jsonl", RevisionSample))
+    n = write_jsonl(ctx.out / "train.jsonl", examples)
+    ctx.train({"reviser": (ctx.model("reviser_base"), ctx.out / "train.jsonl", ctx.spec.reviser_training)})
+    return {"examples": n}

@@ -1,0 +1,34 @@
+"""`seft train`: one training entrypoint for every model the recipes fine-tune.
+
+It is always launched by torchrun (`torchrun -m seft.train --config JOB.json`): locally as a
+subprocess of the executor, on Kubernetes by a Kubeflow PyTorchJob. Data is TRL's
+conversational prompt-completion JSONL; the loss is on completion tokens only."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pydantic import Field
+
+from seft.spec import Training
+
+DEEPSPEED_CONFIGS = Path(__file__).parent / "deepspeed"
+
+
+class TrainJob(Training):
+    model: str = Field(description="HF model directory to start from")
+    data: str = Field(description="JSONL of {prompt, completion} conversations")
+    output_dir: str = Field(description="where the trained HF model directory is saved")
+    seed: int = 0
+
+    def deepspeed_config(self) -> str | None:
+        if self.deepspeed is None:
+            return None
+        named = DEEPSPEED_CONFIGS / f"{self.deepspeed}.json"
+        return str(named) if named.exists() else self.deepspeed
+
+
+def torchrun_command(config_path: Path, nproc_per_node: int) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={nproc_per_node}", "-m", "seft.train", "--config", str(config_path)]

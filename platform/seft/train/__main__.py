@@ -1,0 +1,117 @@
+"""The torchrun worker of `seft train`. See seft/train/__init__.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from seft.errors import SeftError
+from seft.spec import apply_overrides
+from seft.train import TrainJob
+
+
+def load_job(argv: list[str]) -> TrainJob:
+    parser = argparse.ArgumentParser(prog="python -m seft.train")
+    parser.add_argument("--config", required=True, help="JSON or YAML TrainJob")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    args = parser.parse_args(argv)
+    import yaml
+    data = yaml.safe_load(Path(args.config).read_text())
+    return TrainJob.model_validate(apply_overrides(data, args.set))
+
+
+def train(job: TrainJob) -> dict:
+    import torch
+
+    if os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    ds_config = job.deepspeed_config()
+    if ds_config:  # before anything else touches torch.distributed (NOTES.md)
+        import deepspeed
+        deepspeed.init_distributed()
+
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+    from seft.chat import encode_example
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    accumulation = job.batch_size // (job.per_device_batch_size * world)
+    if accumulation < 1 or job.batch_size % (job.per_device_batch_size * world):
+        raise SeftError(f"batch_size {job.batch_size} is not a multiple of per_device_batch_size "
+                        f"{job.per_device_batch_size} x {world} processes")
+    # TrainingArguments before from_pretrained: ZeRO-3 shards weights as they load.
+    args = TrainingArguments(
+        output_dir=job.output_dir, per_device_train_batch_size=job.per_device_batch_size,
+        gradient_accumulation_steps=accumulation, learning_rate=job.learning_rate,
+        lr_scheduler_type=job.lr_scheduler, num_train_epochs=job.epochs,
+        max_steps=job.max_steps or -1, warmup_steps=job.warmup_ratio, weight_decay=job.weight_decay,
+        logging_steps=job.logging_steps, save_strategy="no", report_to=[], seed=job.seed,
+        data_seed=job.seed, bf16=job.bf16, deepspeed=ds_config, use_cpu=not torch.cuda.is_available(),
+        remove_unused_columns=False, disable_tqdm=True, dataloader_num_workers=0)
+
+    tokenizer = AutoTokenizer.from_pretrained(job.model)
+    raw = load_dataset("json", data_files=job.data, split="train")
+    for column in ("prompt", "completion"):
+        if column not in raw.column_names:
+            raise SeftError(f"{job.data}: records need '{column}' (TRL prompt-completion format)")
+
+    def encode(example: dict) -> dict:
+        completion = "".join(m["content"] for m in example["completion"])
+        return encode_example(tokenizer, example["prompt"], completion, job.max_length)
+
+    dataset = raw.map(encode, remove_columns=raw.column_names)
+    model = AutoModelForCausalLM.from_pretrained(job.model)
+    trainer = Trainer(model=model, args=args, train_dataset=dataset,
+                      data_collator=CompletionCollator(tokenizer.pad_token_id))
+    result = trainer.train()
+    trainer.save_model(job.output_dir)
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    summary = {"train_loss": result.training_loss, "losses": losses, "steps": result.global_step,
+               "examples": len(dataset), "world_size": world}
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(job.output_dir)
+        # The Trainer pickles its arguments; models here are safetensors only, never pickles.
+        (Path(job.output_dir) / "training_args.bin").unlink(missing_ok=True)
+        (Path(job.output_dir) / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+class CompletionCollator:
+    """Right-pads a batch; padding is masked out of the loss."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, features: list[dict]):
+        import torch
+
+        width = max(len(f["input_ids"]) for f in features)
+        ids, labels, mask = [], [], []
+        for f in features:
+            pad = width - len(f["input_ids"])
+            ids.append(f["input_ids"] + [self.pad_id] * pad)
+            labels.append(f["labels"] + [-100] * pad)
+            mask.append([1] * len(f["input_ids"]) + [0] * pad)
+        return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
+                "attention_mask": torch.tensor(mask)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    if "LOCAL_RANK" not in os.environ:
+        print("seft.train runs under torchrun: use `seft train` or "
+              "`torchrun --nproc_per_node N -m seft.train --config JOB`", file=sys.stderr)
+        return 2
+    try:
+        train(load_job(sys.argv[1:] if argv is None else argv))
+    except SeftError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

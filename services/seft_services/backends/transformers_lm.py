@@ -1,0 +1,127 @@
+"""In-process `transformers` backend for generators and revisers (CPU or one GPU)."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import torch
+
+from seft.chat import prompt_ids, reviser_prompt
+from seft.labelling import Label
+from seft_services.backends import Completion, Revision
+from seft_services.protocol import SamplingParams
+
+
+class CausalLM:
+    """A causal LM and its tokenizer; calls are serialised (one batch at a time)."""
+
+    def __init__(self, model_dir: str, device: str | None = None):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if os.environ.get("OMP_NUM_THREADS"):
+            torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir).to(self.device).eval()
+        self.lock = threading.Lock()
+
+    def encode(self, messages: list[dict]) -> list[int]:
+        return prompt_ids(self.tokenizer, messages)
+
+    def _left_pad(self, seqs: list[list[int]]):
+        width = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+        return ids, mask
+
+    @torch.inference_mode()
+    def generate(self, seqs: list[list[int]], params: SamplingParams) -> list[list[int]]:
+        """New token ids for each prompt (up to, not including, EOS)."""
+        ids, mask = self._left_pad(seqs)
+        kwargs = {"do_sample": params.temperature > 0}
+        if kwargs["do_sample"]:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p)
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=params.max_new_tokens,
+                                  pad_token_id=self.tokenizer.pad_token_id,
+                                  eos_token_id=self.tokenizer.eos_token_id, **kwargs)
+        results = []
+        for row in out[:, ids.shape[1]:].tolist():
+            if self.tokenizer.eos_token_id in row:
+                row = row[: row.index(self.tokenizer.eos_token_id)]
+            results.append(row)
+        return results
+
+    @torch.inference_mode()
+    def continuation_logprobs(self, seqs: list[list[int]], continuation: list[int]) -> torch.Tensor:
+        """log p(continuation | seq) for each seq, in one forward pass."""
+        ids, mask = self._left_pad([s + continuation for s in seqs])
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+        n = len(continuation)
+        logp = torch.log_softmax(logits[:, -n - 1:-1].float(), dim=-1)
+        target = torch.tensor(continuation, device=self.device).expand(len(seqs), n)
+        return logp.gather(-1, target.unsqueeze(-1)).squeeze(-1).sum(-1)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
+class TransformersGenerator:
+    def __init__(self, lm: CausalLM):
+        self.lm = lm
+
+    def generate(self, prompts: list[list[dict]], params: SamplingParams) -> list[Completion]:
+        seqs = [self.lm.encode(p) for p in prompts]
+        with self.lm.lock:
+            outs = self.lm.generate(seqs, params)
+        return [Completion(self.lm.decode(o), len(s), len(o)) for s, o in zip(seqs, outs)]
+
+
+class TransformersReviser:
+    """label_first=True: the adaptive reviser. It picks the most likely label (or samples one,
+    at temperature > 0) by scoring the three label strings: a [No Revise] costs exactly the
+    label's tokens and returns the original verbatim. Otherwise it generates the revision after
+    the label. label_first=False: a preliminary reviser that always revises."""
+
+    def __init__(self, lm: CausalLM, label_first: bool = True):
+        self.lm = lm
+        self.label_first = label_first
+        self.label_ids = {label: lm.tokenizer(label.value, add_special_tokens=False)["input_ids"]
+                          for label in Label}
+
+    def choose_labels(self, seqs: list[list[int]], params: SamplingParams) -> list[Label]:
+        labels = list(Label)
+        scores = torch.stack([self.lm.continuation_logprobs(seqs, self.label_ids[lb]) for lb in labels], -1)
+        if params.temperature > 0:
+            picks = torch.multinomial(torch.softmax(scores / params.temperature, -1), 1).squeeze(-1)
+        else:
+            picks = scores.argmax(-1)
+        return [labels[i] for i in picks.tolist()]
+
+    def revise(self, items: list[tuple[list[dict], str]], params: SamplingParams) -> list[Revision]:
+        seqs = [self.lm.encode(reviser_prompt(prompt, original)) for prompt, original in items]
+        with self.lm.lock:
+            if params.seed is not None:
+                torch.manual_seed(params.seed)
+            labels = self.choose_labels(seqs, params) if self.label_first else [None] * len(seqs)
+            todo = [i for i, lb in enumerate(labels) if lb is not Label.NO]
+            outs = {}
+            if todo:
+                prefixed = [seqs[i] + (self.label_ids[labels[i]] if labels[i] else []) for i in todo]
+                outs = dict(zip(todo, self.lm.generate(prefixed, params)))
+        results = []
+        for i, ((_, original), label) in enumerate(zip(items, labels)):
+            label_cost = len(self.label_ids[label]) if label else 0
+            if i in outs:
+                results.append(Revision(label, self.lm.decode(outs[i]), True, len(seqs[i]),
+                                        label_cost + len(outs[i])))
+            else:
+                results.append(Revision(label, original, False, len(seqs[i]), label_cost))
+        return results

@@ -1,0 +1,90 @@
+"""Request validation: proto messages in, plain Python values out, or InvalidArgument with a
+reason that names the field. Servicers turn InvalidArgument into INVALID_ARGUMENT."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from seft.labelling import Label, Rule
+from seft.v1 import common_pb2
+
+ROLES = ("system", "user", "assistant")
+LABELS = {common_pb2.MAJOR_REVISE: Label.MAJOR, common_pb2.MINOR_REVISE: Label.MINOR,
+          common_pb2.NO_REVISE: Label.NO}
+LABEL_ENUMS = {label: enum for enum, label in LABELS.items()}
+
+
+class InvalidArgument(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_batch: int = 256
+    max_new_tokens: int = 4096
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+
+def batch(items, field: str, limits: Limits) -> None:
+    if len(items) == 0:
+        raise InvalidArgument(f"{field}: empty batch")
+    if len(items) > limits.max_batch:
+        raise InvalidArgument(f"{field}: batch of {len(items)} exceeds the limit of {limits.max_batch}")
+
+
+def conversation(msgs, field: str) -> list[dict]:
+    if len(msgs) == 0:
+        raise InvalidArgument(f"{field}: empty prompt")
+    out = []
+    for i, m in enumerate(msgs):
+        if m.role not in ROLES:
+            raise InvalidArgument(f"{field}[{i}].role: {m.role!r} is not one of {', '.join(ROLES)}")
+        out.append({"role": m.role, "content": m.content})
+    if not any(m["role"] == "user" and m["content"].strip() for m in out):
+        raise InvalidArgument(f"{field}: needs a non-empty user message")
+    return out
+
+
+def text(value: str, field: str, allow_empty: bool = False) -> str:
+    if not allow_empty and not value.strip():
+        raise InvalidArgument(f"{field}: empty")
+    return value
+
+
+def sampling(params, limits: Limits) -> SamplingParams:
+    out = SamplingParams()
+    if params.HasField("max_new_tokens"):
+        if not 1 <= params.max_new_tokens <= limits.max_new_tokens:
+            raise InvalidArgument(f"sampling.max_new_tokens: {params.max_new_tokens} is outside "
+                                  f"1..{limits.max_new_tokens}")
+        out = SamplingParams(params.max_new_tokens, out.temperature, out.top_p, out.seed)
+    temperature, top_p = out.temperature, out.top_p
+    if params.HasField("temperature"):
+        temperature = params.temperature
+        if not math.isfinite(temperature) or temperature < 0:
+            raise InvalidArgument(f"sampling.temperature: {temperature} must be finite and >= 0")
+    if params.HasField("top_p"):
+        top_p = params.top_p
+        if not math.isfinite(top_p) or not 0 < top_p <= 1:
+            raise InvalidArgument(f"sampling.top_p: {top_p} must be within (0, 1]")
+    seed = params.seed if params.HasField("seed") else None
+    return SamplingParams(out.max_new_tokens, temperature, top_p, seed)
+
+
+def label_rule(rule, present: bool) -> Rule:
+    if not present:
+        raise InvalidArgument("rule: required")
+    if rule.relabel_to not in LABELS:
+        raise InvalidArgument(f"rule.relabel_to: {rule.relabel_to} is not a revision label")
+    try:
+        return Rule(rule.alpha, rule.beta, rule.p, LABELS[rule.relabel_to], rule.seed)
+    except ValueError as exc:
+        raise InvalidArgument(f"rule: {exc}") from None

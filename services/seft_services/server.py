@@ -1,0 +1,101 @@
+"""Run services on a gRPC server with health checking and server reflection."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from seft.v1 import critic_pb2, critic_pb2_grpc, generator_pb2, generator_pb2_grpc, labeller_pb2
+from seft.v1 import labeller_pb2_grpc, reviser_pb2, reviser_pb2_grpc
+from seft_services.protocol import Limits
+from seft_services.servicers import CriticServicer, GeneratorServicer, LabellerServicer, ReviserServicer
+
+log = logging.getLogger("seft.services")
+
+# kind -> (servicer class, register function, full service name)
+SERVICES = {
+    "generator": (GeneratorServicer, generator_pb2_grpc.add_GeneratorServicer_to_server,
+                  generator_pb2.DESCRIPTOR.services_by_name["Generator"].full_name),
+    "reviser": (ReviserServicer, reviser_pb2_grpc.add_ReviserServicer_to_server,
+                reviser_pb2.DESCRIPTOR.services_by_name["Reviser"].full_name),
+    "critic": (CriticServicer, critic_pb2_grpc.add_CriticServicer_to_server,
+               critic_pb2.DESCRIPTOR.services_by_name["Critic"].full_name),
+    "labeller": (LabellerServicer, labeller_pb2_grpc.add_LabellerServicer_to_server,
+                 labeller_pb2.DESCRIPTOR.services_by_name["Labeller"].full_name),
+}
+
+
+class Server:
+    """One gRPC server hosting one or more services, e.g. {"reviser": backend}."""
+
+    def __init__(self, backends: dict, host: str = "127.0.0.1", port: int = 0,
+                 limits: Limits = Limits(), max_message_bytes: int = 64 << 20, workers: int = 16):
+        unknown = set(backends) - set(SERVICES)
+        if unknown:
+            raise ValueError(f"unknown service kinds {sorted(unknown)}: expected {sorted(SERVICES)}")
+        options = [("grpc.max_receive_message_length", max_message_bytes),
+                   ("grpc.max_send_message_length", max_message_bytes)]
+        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
+        self.health = health.HealthServicer()
+        names = []
+        for kind, backend in backends.items():
+            servicer_cls, register, name = SERVICES[kind]
+            register(servicer_cls(backend, limits), self.grpc)
+            names.append(name)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        reflection.enable_server_reflection(
+            names + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self.grpc)
+        self.port = self.grpc.add_insecure_port(f"{host}:{port}")
+        if self.port == 0:
+            raise OSError(f"cannot bind {host}:{port}")
+        self.names = names
+        self.endpoint = f"{host}:{self.port}"
+
+    def start(self) -> "Server":
+        self.grpc.start()
+        for name in ["", *self.names]:
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving %s on %s", ",".join(self.names), self.endpoint)
+        return self
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Refuse new calls, let in-flight ones finish within `grace` seconds."""
+        self.health.enter_graceful_shutdown()
+        self.grpc.stop(grace).wait()
+
+
+def run_forever(server: Server, port_file: str | None = None) -> None:
+    server.start()
+    if port_file:  # written once serving, atomically: the local executor waits for it
+        tmp = Path(f"{port_file}.tmp")
+        tmp.write_text(str(server.port))
+        os.replace(tmp, port_file)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    log.info("shutting down %s", server.endpoint)
+    server.stop()
+
+
+def build_backend(kind: str, model: str | None = None, label_first: bool = True,
+                  critic_backend: str | None = None, critic_callable: str | None = None):
+    if kind in ("generator", "reviser"):
+        from seft_services.backends.transformers_lm import CausalLM, TransformersGenerator, TransformersReviser
+
+        if not model:
+            raise ValueError(f"the {kind} needs --model DIR")
+        lm = CausalLM(model)
+        return TransformersGenerator(lm) if kind == "generator" else TransformersReviser(lm, label_first)
+    from seft_services.backends.critics import load_critic
+
+    return load_critic(critic_backend or "rule", critic_callable, model)
