@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from seft.errors import SeftError
 from seft.labelling import Label, Rule
 from seft.spec import Sampling
 from seft.v1 import (common_pb2, critic_pb2, critic_pb2_grpc, generator_pb2, generator_pb2_grpc,
@@ -74,7 +75,11 @@ class _Client:
         out: list = []
         for start in range(0, len(items), self.batch_size):
             chunk = items[start:start + self.batch_size]
-            out.extend(call(chunk, start))
+            try:
+                out.extend(call(chunk, start))
+            except grpc.RpcError as exc:
+                raise SeftError(f"{type(self).__name__} at {self.endpoint}: {exc.code().name}: {exc.details()} "
+                                f"(items {start}..{start + len(chunk) - 1})") from None
             if on_batch:
                 on_batch(len(chunk))
         return out

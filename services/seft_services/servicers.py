@@ -78,7 +78,8 @@ class ReviserServicer(reviser_pb2_grpc.ReviserServicer):
     def Revise(self, request, context):
         protocol.batch(request.items, "items", self.limits)
         items = [(protocol.conversation(it.prompt, f"items[{i}].prompt"),
-                  protocol.text(it.original, f"items[{i}].original")) for i, it in enumerate(request.items)]
+                  protocol.text(it.original, f"items[{i}].original", allow_empty=True))  # an empty draft is revisable
+                 for i, it in enumerate(request.items)]
         params = protocol.sampling(request.sampling, self.limits)
         outs = self.backend.revise(items, params)
         return reviser_pb2.ReviseResponse(request_id=request.request_id, revisions=[

@@ -1,0 +1,27 @@
+# `make quickstart`: set up and run SEFT end to end on this machine.
+# `make test`: set up and run the test suite.
+# Torch is installed first, on its own, so pip never swaps in a multi-GB CUDA build on a CPU
+# machine: elsewhere set TORCH_INDEX (e.g. TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu").
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+
+.PHONY: setup quickstart test protos
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_INDEX) "$(TORCH)"
+	DS_BUILD_OPS=0 $(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+quickstart: setup
+	$(VENV)/bin/seft run examples/quickstart.yaml
+
+test: setup
+	$(VENV)/bin/pytest
+
+protos: setup
+	$(PY) scripts/gen_protos.py

@@ -1,0 +1,84 @@
+"""Shared fixtures: tiny real models (built from a config, trained for a few steps in-process)."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_base(out: Path, seed: int = 0) -> Path:
+    from seft.spec import TinyModel
+    from seft.tasks import sorting
+    from seft.tinymodel import build_model, build_tokenizer
+
+    return build_model(build_tokenizer(sorting.corpus_words()), TinyModel(hidden_size=64, intermediate_size=128),
+                       seed, out)
+
+
+def train_in_process(model_dir: Path, examples: list[tuple[list[dict], str]], out: Path, steps: int = 80) -> Path:
+    """A few plain AdamW steps on (prompt, completion) pairs: makes a model whose behaviour a
+    test can rely on (e.g. a reviser that always answers [No Revise])."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from seft.chat import encode_example
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    encoded = [encode_example(tok, p, c, 128) for p, c in examples]
+    rng = random.Random(0)
+    model.train()
+    for _ in range(steps):
+        batch = rng.sample(encoded, min(16, len(encoded)))
+        width = max(len(e["input_ids"]) for e in batch)
+        ids = torch.tensor([e["input_ids"] + [tok.pad_token_id] * (width - len(e["input_ids"])) for e in batch])
+        labels = torch.tensor([e["labels"] + [-100] * (width - len(e["labels"])) for e in batch])
+        mask = (ids != tok.pad_token_id).long()
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def sort_prompts(n: int, seed: int = 0) -> list[tuple[list[dict], list[int]]]:
+    from seft.tasks import sorting
+
+    rng = random.Random(seed)
+    return [(sorting.prompt_messages(nums), nums) for nums in (sorting.make_prompt(rng) for _ in range(n))]
+
+
+@pytest.fixture(scope="session")
+def base_model(tmp_path_factory) -> Path:
+    return make_base(tmp_path_factory.mktemp("base") / "model")
+
+
+@pytest.fixture(scope="session")
+def no_revise_reviser(tmp_path_factory, base_model) -> Path:
+    """A real tiny reviser trained to answer [No Revise] to everything."""
+    from seft.chat import reviser_prompt
+
+    examples = [(reviser_prompt(p, " ".join(map(str, nums))), "[No Revise]") for p, nums in sort_prompts(64)]
+    return train_in_process(base_model, examples, tmp_path_factory.mktemp("reviser-no") / "model", steps=40)
+
+
+@pytest.fixture(scope="session")
+def major_reviser(tmp_path_factory, base_model) -> Path:
+    """A real tiny reviser trained to answer [Major Revise] followed by the fixed text '1 2 3'."""
+    from seft.chat import reviser_prompt
+
+    examples = [(reviser_prompt(p, " ".join(map(str, nums))), "[Major Revise] 1 2 3") for p, nums in sort_prompts(64)]
+    return train_in_process(base_model, examples, tmp_path_factory.mktemp("reviser-major") / "model", steps=150)

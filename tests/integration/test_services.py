@@ -1,0 +1,219 @@
+"""The four services on a real gRPC server on loopback, with tiny real models."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from seft.client import CriticClient, GeneratorClient, LabellerClient, ReviserClient
+from seft.labelling import Label, Rule
+from seft.v1 import (common_pb2, critic_pb2, critic_pb2_grpc, generator_pb2, generator_pb2_grpc, labeller_pb2,
+                     labeller_pb2_grpc, reviser_pb2, reviser_pb2_grpc)
+from seft_services.backends.critics import RuleCritic
+from seft_services.backends.transformers_lm import CausalLM, TransformersGenerator, TransformersReviser
+from seft_services.protocol import Limits
+from seft_services.server import Server
+
+from conftest import sort_prompts
+
+pytestmark = pytest.mark.integration
+RULE = "seft.tasks.sorting:score"
+MAX_BATCH = 4
+
+
+@pytest.fixture(scope="module")
+def server(base_model, no_revise_reviser):
+    critic = RuleCritic(RULE)
+    srv = Server({"generator": TransformersGenerator(CausalLM(str(base_model))),
+                  "reviser": TransformersReviser(CausalLM(str(no_revise_reviser))),
+                  "critic": critic, "labeller": critic}, limits=Limits(max_batch=MAX_BATCH, max_new_tokens=64)).start()
+    yield srv
+    srv.stop(grace=1)
+
+
+@pytest.fixture(scope="module")
+def channel(server):
+    with grpc.insecure_channel(server.endpoint) as ch:
+        yield ch
+
+
+def msgs(text="Sort ascending : 3 1 2"):
+    return [common_pb2.ChatMessage(role="user", content=text)]
+
+
+def test_health_serving_for_every_service(channel):
+    stub = health_pb2_grpc.HealthStub(channel)
+    for name in ("", "seft.v1.Generator", "seft.v1.Reviser", "seft.v1.Critic", "seft.v1.Labeller"):
+        assert stub.Check(health_pb2.HealthCheckRequest(service=name)).status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_lists_the_four_services_and_describes_them(channel):
+    db = ProtoReflectionDescriptorDatabase(channel)
+    services = set(db.get_services())
+    assert {"seft.v1.Generator", "seft.v1.Reviser", "seft.v1.Critic", "seft.v1.Labeller"} <= services
+    assert "grpc.health.v1.Health" in services
+    from google.protobuf.descriptor_pool import DescriptorPool
+    pool = DescriptorPool(db)
+    revise = pool.FindServiceByName("seft.v1.Reviser").FindMethodByName("Revise")
+    assert revise.input_type.full_name == "seft.v1.ReviseRequest"
+
+
+def test_generate_returns_one_generation_per_prompt_with_usage(server):
+    prompts = [p for p, _ in sort_prompts(3)]
+    with GeneratorClient(server.endpoint, batch_size=MAX_BATCH) as client:
+        stub = generator_pb2_grpc.GeneratorStub(client.channel)
+        resp = stub.Generate(generator_pb2.GenerateRequest(
+            request_id="r1", prompts=[generator_pb2.Prompt(messages=msgs(p[0]["content"])) for p in prompts],
+            sampling=common_pb2.SamplingParams(max_new_tokens=5, temperature=0.0)))
+        assert resp.request_id == "r1" and len(resp.generations) == 3
+        assert all(0 < g.usage.completion_tokens <= 5 and g.usage.prompt_tokens > 5 for g in resp.generations)
+        # the typed client batches (limit 4) and keeps order; greedy is deterministic
+        texts = client.generate(prompts * 3, seed=1)
+        assert len(texts) == 9 and texts[:3] == texts[3:6] == texts[6:]
+
+
+def test_no_revise_returns_the_original_verbatim_after_only_the_label(server, no_revise_reviser):
+    originals = ["  3 1 2 ", "weird ünïcode ✓ text\twith tabs", "1 2 3", ""]
+    stub = reviser_pb2_grpc.ReviserStub(grpc.insecure_channel(server.endpoint))
+    resp = stub.Revise(reviser_pb2.ReviseRequest(
+        request_id="r2", items=[reviser_pb2.RevisionItem(prompt=msgs(), original=o) for o in originals]))
+    from transformers import AutoTokenizer
+    label_tokens = len(AutoTokenizer.from_pretrained(no_revise_reviser)("[No Revise]", add_special_tokens=False)["input_ids"])
+    for original, rev in zip(originals, resp.revisions):
+        assert rev.label == common_pb2.NO_REVISE
+        assert rev.text == original and rev.revised is False
+        assert rev.usage.completion_tokens <= label_tokens
+
+
+def test_major_revise_generates_after_the_label(major_reviser):
+    reviser = TransformersReviser(CausalLM(str(major_reviser)))
+    from seft_services.protocol import SamplingParams
+    out = reviser.revise([(msgs_dict(), "3 1 2")], SamplingParams(max_new_tokens=8))[0]
+    assert out.label is Label.MAJOR and out.revised is True
+    assert out.text == "1 2 3" and out.completion_tokens == 1 + 3  # label + three numbers (EOS not counted)
+    plain = TransformersReviser(CausalLM(str(major_reviser)), label_first=False)
+    assert plain.revise([(msgs_dict(), "3 1 2")], SamplingParams(max_new_tokens=8))[0].label is None
+
+
+def msgs_dict():
+    return [{"role": "user", "content": "Sort ascending : 3 1 2"}]
+
+
+def test_critic_score_and_pairs(server):
+    prompt = msgs_dict()
+    with CriticClient(server.endpoint) as client:
+        assert client.score([(prompt, "1 2 3"), (prompt, "3 1 2"), (prompt, "")]) == [1.0, 0.0, 0.0]
+    stub = critic_pb2_grpc.CriticStub(grpc.insecure_channel(server.endpoint))
+    resp = stub.ScorePairs(critic_pb2.ScorePairsRequest(items=[
+        critic_pb2.PairItem(prompt=msgs(), original="2 1 3", revised="1 2 3")]))
+    s = resp.scores[0]
+    assert (s.reward_original, s.reward_revised) == (pytest.approx(1 / 3), 1.0)
+    assert s.benefit == pytest.approx(2 / 3)
+
+
+def test_labeller_applies_the_rule(server):
+    prompt = msgs_dict()
+    items = [("a", prompt, "3 1 2", "1 2 3"),   # benefit +1.0 > beta -> major
+             ("b", prompt, "1 2 3", "1 2 3"),   # 0 < alpha -> no
+             ("c", prompt, "1 3 2", "1 2 3")]   # +2/3 -> minor (alpha 0.3 <= b <= beta 0.9)
+    with LabellerClient(server.endpoint) as client:
+        out = client.label(items, Rule(alpha=0.3, beta=0.9, p=1.0))
+        assert [o.label for o in out] == [Label.MAJOR, Label.NO, Label.MINOR]
+        assert out[0].benefit == pytest.approx(1.0) and not any(o.relabelled for o in out)
+        flipped = client.label(items, Rule(alpha=0.3, beta=0.9, p=0.0, relabel_to=Label.MAJOR))
+        assert [o.label for o in flipped] == [Label.MAJOR] * 3 and [o.relabelled for o in flipped] == [False, True, True]
+
+
+def _code(call, request):
+    with pytest.raises(grpc.RpcError) as err:
+        call(request)
+    return err.value.code(), err.value.details()
+
+
+def bad_requests():
+    gen, rev, cri, lab = generator_pb2, reviser_pb2, critic_pb2, labeller_pb2
+    good_item = rev.RevisionItem(prompt=msgs(), original="1 2")
+    rule = lab.LabelRule(alpha=0.3, beta=1.0, p=0.8, relabel_to=common_pb2.MAJOR_REVISE)
+    label_item = lab.LabelItem(id="x", prompt=msgs(), original="1", revised="2")
+    return [
+        ("Generate", gen.GenerateRequest(), "prompts: empty batch"),
+        ("Generate", gen.GenerateRequest(prompts=[gen.Prompt()]), "prompts[0].messages: empty prompt"),
+        ("Generate", gen.GenerateRequest(prompts=[gen.Prompt(messages=msgs("   "))]), "non-empty user message"),
+        ("Generate", gen.GenerateRequest(prompts=[gen.Prompt(messages=[common_pb2.ChatMessage(role="robot", content="x")])]), "role"),
+        ("Generate", gen.GenerateRequest(prompts=[gen.Prompt(messages=msgs())] * (MAX_BATCH + 1)), "exceeds the limit of 4"),
+        ("Generate", gen.GenerateRequest(prompts=[gen.Prompt(messages=msgs())],
+                                         sampling=common_pb2.SamplingParams(temperature=math.nan)), "sampling.temperature"),
+        ("Generate", gen.GenerateRequest(prompts=[gen.Prompt(messages=msgs())],
+                                         sampling=common_pb2.SamplingParams(temperature=-1)), "sampling.temperature"),
+        ("Generate", gen.GenerateRequest(prompts=[gen.Prompt(messages=msgs())],
+                                         sampling=common_pb2.SamplingParams(top_p=0)), "sampling.top_p"),
+        ("Generate", gen.GenerateRequest(prompts=[gen.Prompt(messages=msgs())],
+                                         sampling=common_pb2.SamplingParams(max_new_tokens=0)), "sampling.max_new_tokens"),
+        ("Revise", rev.ReviseRequest(), "items: empty batch"),
+        ("Revise", rev.ReviseRequest(items=[rev.RevisionItem(original="1")]), "items[0].prompt: empty prompt"),
+        ("Revise", rev.ReviseRequest(items=[good_item] * (MAX_BATCH + 1)), "exceeds the limit"),
+        ("Score", cri.ScoreRequest(), "items: empty batch"),
+        ("Score", cri.ScoreRequest(items=[cri.ScoreItem(response="1")]), "items[0].prompt: empty prompt"),
+        ("Score", cri.ScoreRequest(items=[cri.ScoreItem(prompt=msgs(), response="1")] * (MAX_BATCH + 1)), "exceeds"),
+        ("ScorePairs", cri.ScorePairsRequest(), "items: empty batch"),
+        ("ScorePairs", cri.ScorePairsRequest(items=[cri.PairItem(original="1", revised="2")]), "empty prompt"),
+        ("Label", lab.LabelRequest(items=[label_item]), "rule: required"),
+        ("Label", lab.LabelRequest(rule=rule), "items: empty batch"),
+        ("Label", lab.LabelRequest(items=[label_item, label_item], rule=rule), "unique"),
+        ("Label", lab.LabelRequest(items=[lab.LabelItem(prompt=msgs(), original="1", revised="2")], rule=rule), "items[0].id: empty"),
+        ("Label", lab.LabelRequest(items=[label_item], rule=lab.LabelRule(alpha=2, beta=1, p=0.5, relabel_to=1)), "must not exceed"),
+        ("Label", lab.LabelRequest(items=[label_item], rule=lab.LabelRule(alpha=0.1, beta=1, p=0.5)), "rule.relabel_to"),
+        ("Label", lab.LabelRequest(items=[label_item], rule=lab.LabelRule(alpha=0.1, beta=1, p=math.nan, relabel_to=1)), "finite"),
+    ]
+
+
+@pytest.mark.parametrize("method, request_, reason", bad_requests(), ids=lambda x: x if isinstance(x, str) else "")
+def test_bad_input_is_invalid_argument_with_a_reason(channel, method, request_, reason):
+    stub = {"Generate": generator_pb2_grpc.GeneratorStub, "Revise": reviser_pb2_grpc.ReviserStub,
+            "Score": critic_pb2_grpc.CriticStub, "ScorePairs": critic_pb2_grpc.CriticStub,
+            "Label": labeller_pb2_grpc.LabellerStub}[method](channel)
+    code, details = _code(getattr(stub, method), request_)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert reason in details
+
+
+def test_seft_serve_subprocess_reports_serving_and_stops_on_sigterm(tmp_path):
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen([sys.executable, "-m", "seft.cli", "serve", "critic", "--critic", "rule", "--callable", RULE,
+                             "--port", "0", "--port-file", str(port_file)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not port_file.exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        endpoint = f"127.0.0.1:{port_file.read_text()}"
+        with grpc.insecure_channel(endpoint) as ch:
+            status = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service="seft.v1.Critic"))
+            assert status.status == health_pb2.HealthCheckResponse.SERVING
+        with CriticClient(endpoint) as client:
+            assert client.score([(msgs_dict(), "1 2 3")]) == [1.0]
+    finally:
+        proc.terminate()
+    assert proc.wait(timeout=30) == 0
+    assert "shutting down" in proc.stderr.read()
+
+
+def test_seft_serve_refuses_a_bad_callable():
+    proc = subprocess.run([sys.executable, "-m", "seft.cli", "serve", "critic", "--critic", "rule",
+                           "--callable", "no.such.module:fn", "--port", "0"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "cannot import" in proc.stderr
+
+
+def test_typed_client_turns_a_status_into_an_error_naming_endpoint_and_reason(server):
+    from seft.errors import SeftError
+
+    with CriticClient(server.endpoint, batch_size=MAX_BATCH + 1) as client:
+        with pytest.raises(SeftError, match=rf"{server.endpoint}: INVALID_ARGUMENT: items: batch of 5 exceeds"):
+            client.score([(msgs_dict(), "1")] * (MAX_BATCH + 1))

@@ -1,0 +1,87 @@
+"""`seft train` under torchrun with 2 processes: plain DDP, ZeRO-2 and ZeRO-3 (gloo on CPU)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from seft.records import write_jsonl
+
+from conftest import sort_prompts
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def sft_data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "sft.jsonl"
+    write_jsonl(path, ({"prompt": p, "completion": [{"role": "assistant", "content": " ".join(map(str, sorted(n)))}]}
+                       for p, n in sort_prompts(256)))
+    return path
+
+
+def job(tmp_path, base_model, data, **over) -> tuple:
+    out = tmp_path / "out"
+    cfg = {"model": str(base_model), "data": str(data), "output_dir": str(out), "learning_rate": 1e-2,
+           "max_steps": 40, "batch_size": 16, "per_device_batch_size": 8, "max_length": 64, "warmup_ratio": 0.0,
+           "bf16": False, "deepspeed": None, "nproc_per_node": 2, "logging_steps": 8, **over}
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path, out
+
+
+@pytest.mark.parametrize("deepspeed", [None, "zero2", "zero3"])
+def test_train_two_processes_loss_falls_and_model_reloads(tmp_path, base_model, sft_data, deepspeed):
+    config, out = job(tmp_path, base_model, sft_data, deepspeed=deepspeed)
+    proc = subprocess.run([sys.executable, "-m", "seft.cli", "train", "--config", str(config), "--nproc-per-node", "2"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 40
+    losses = summary["losses"]
+    assert len(losses) == 5 and losses[-1] < 0.8 * losses[0], losses
+    # an HF model directory of safetensors, no pickles
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= names
+    assert not [n for n in names if n.endswith((".bin", ".pt", ".pkl"))]
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from seft.chat import prompt_ids
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    ids = torch.tensor([prompt_ids(tok, [{"role": "user", "content": "Sort ascending : 9 4 7 1"}])])
+    gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
+                         pad_token_id=tok.pad_token_id)
+    new = gen[0, ids.shape[1]:]
+    assert len(new) >= 1
+    assert tok.decode(new, skip_special_tokens=True).split()[0].isdigit()  # it learned to answer with numbers
+
+
+def test_overrides_from_the_command_line(tmp_path, base_model, sft_data):
+    config, out = job(tmp_path, base_model, sft_data, nproc_per_node=1, batch_size=8)
+    proc = subprocess.run([sys.executable, "-m", "seft.cli", "train", "--config", str(config),
+                           "--set", "max_steps=3", "--set", "logging_steps=1"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out / "train_summary.json").read_text())["steps"] == 3
+
+
+def test_bad_data_gets_a_clear_error(tmp_path, base_model):
+    data = tmp_path / "bad.jsonl"
+    write_jsonl(data, [{"prompt": [{"role": "user", "content": "x"}], "answer": "y"}])
+    config, _ = job(tmp_path, base_model, data, nproc_per_node=1, batch_size=8)
+    proc = subprocess.run([sys.executable, "-m", "seft.cli", "train", "--config", str(config)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "records need 'completion'" in proc.stdout + proc.stderr
+
+
+def test_the_worker_refuses_to_run_outside_torchrun(tmp_path):
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE")}
+    proc = subprocess.run([sys.executable, "-m", "seft.train", "--config", "x"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and "runs under torchrun" in proc.stderr

@@ -1,0 +1,33 @@
+import pytest
+
+from seft.metrics import mean_benefit, reviser_by_rank, reviser_summary
+
+
+def row(rank, before, after, revised=True, label="major"):
+    return {"rank": rank, "reward_original": before, "reward_revised": after, "revised": revised, "label": label}
+
+
+def test_summary_by_hand():
+    rows = [row(0, 1.0, 1.0, revised=False, label="no"),   # kept: benefit 0, not in improvement rate
+            row(0, 0.5, 0.75),                             # +0.25, improved
+            row(0, 0.5, 0.25, label="minor"),              # -0.25, worse
+            row(0, 0.5, 0.5)]                              # tie: not improved
+    s = reviser_summary(rows)
+    assert s["n"] == 4
+    assert s["mean_benefit"] == pytest.approx(0.0)
+    assert s["improvement_rate"] == pytest.approx(1 / 3)
+    assert s["revised_share"] == pytest.approx(0.75)
+    assert s["labels"] == {"major": 0.5, "minor": 0.25, "no": 0.25}
+    assert s["mean_reward_original"] == pytest.approx(0.625)
+
+
+def test_no_revisions_has_no_improvement_rate():
+    assert reviser_summary([row(1, 0.2, 0.2, revised=False, label="no")])["improvement_rate"] is None
+
+
+def test_by_rank_and_weighted_mean():
+    rows = [row(4, 0.0, 1.0), row(5, 0.0, 0.5), row(5, 0.0, 0.0), row(0, 1.0, 0.5)]
+    by = reviser_by_rank(rows)
+    assert list(by) == ["0", "4", "5", "all"]
+    assert by["4"]["mean_benefit"] == 1.0 and by["5"]["mean_benefit"] == 0.25
+    assert mean_benefit(by, (4, 5, 6)) == pytest.approx(0.5)  # (1 + 0.5 + 0) / 3

@@ -1,0 +1,86 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from seft.cli import main
+from seft.errors import SpecError
+from seft.spec import load_spec, parse_spec
+
+from conftest import ROOT
+
+QUICKSTART = ROOT / "examples" / "quickstart.yaml"
+
+
+def quickstart() -> dict:
+    return yaml.safe_load(QUICKSTART.read_text())
+
+
+def test_quickstart_validates_with_paper_defaults_where_unset():
+    spec = load_spec(QUICKSTART)
+    assert spec.name == "quickstart" and spec.bootstrap is not None
+    assert spec.labelling.p == 0.8
+    bare = parse_spec({"name": "x", "data": {"preference": "p.jsonl", "prompts": "q.jsonl"},
+                       "models": {"policy": "a", "reviser_base": "b", "generator": "c"},
+                       "critics": [{"name": "rm", "backend": "reward-model", "model": "rm"}]})
+    assert (bare.labelling.alpha, bare.labelling.beta, bare.labelling.p) == (0.3, 1.0, 0.8)
+    assert bare.reviser_training.learning_rate == 2e-5 and bare.reviser_training.lr_scheduler == "cosine"
+    assert bare.policy_training.learning_rate == 5e-7 and bare.policy_training.lr_scheduler == "linear"
+    assert bare.reviser_training.batch_size == 128 and bare.reviser_training.deepspeed == "zero3"
+
+
+def test_wrong_type_names_field_and_value():
+    data = quickstart()
+    data["labelling"]["alpha"] = "low"
+    with pytest.raises(SpecError) as err:
+        parse_spec(data)
+    assert "labelling.alpha" in str(err.value) and "'low'" in str(err.value)
+
+
+def test_unknown_key_names_field_and_value():
+    data = quickstart()
+    data["reviser_training"]["learning_rat"] = 0.1
+    with pytest.raises(SpecError) as err:
+        parse_spec(data)
+    assert "reviser_training.learning_rat" in str(err.value) and "0.1" in str(err.value)
+
+
+@pytest.mark.parametrize("mutate, needle", [
+    (lambda d: d["labelling"].update(alpha=2.0), "must not exceed beta"),
+    (lambda d: d.update(name="Bad_Name"), "name"),
+    (lambda d: d["critics"][0].update(backend="reward-model"), "needs 'model'"),
+    (lambda d: d["data"].update(preference="x.jsonl"), "bootstrap makes the data"),
+    (lambda d: d["reviser_training"].update(batch_size=100, per_device_batch_size=64), "not a multiple"),
+    (lambda d: d["labelling"].update(critic="missing"), "is not one of"),
+])
+def test_semantic_errors(mutate, needle):
+    data = quickstart()
+    mutate(data)
+    with pytest.raises(SpecError, match=needle):
+        parse_spec(data)
+
+
+def test_validate_cli_exits_2_naming_field_and_value(tmp_path, capsys):
+    data = quickstart()
+    data["seed"] = "zero"
+    data["surprise"] = True
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "seed" in err and "'zero'" in err
+    assert "surprise" in err and "True" in err
+
+
+def test_validate_cli_ok_and_set_override(capsys):
+    assert main(["validate", str(QUICKSTART)]) == 0
+    assert main(["validate", str(QUICKSTART), "--set", "labelling.p=2"]) == 2
+    assert "labelling.p" in capsys.readouterr().err
+
+
+def test_console_script_exit_code(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    proc = subprocess.run([sys.executable, "-m", "seft.cli", "validate", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "not valid YAML" in proc.stderr

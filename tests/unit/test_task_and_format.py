@@ -1,0 +1,45 @@
+import random
+from statistics import fmean
+
+from seft.chat import encode_example, reviser_completion, reviser_prompt
+from seft.labelling import Label
+from seft.tasks import sorting
+
+
+def test_rule_critic_scores():
+    prompt = sorting.prompt_messages([5, 3, 9, 1])
+    assert sorting.score(prompt, "1 3 5 9") == 1.0
+    assert sorting.score(prompt, "3 1 5 9") == 0.5
+    assert sorting.score(prompt, "1 3 5 9 9") == 0.8       # extra item: over the longer length
+    assert sorting.score(prompt, "1 3 x 9") == 0.75
+    assert sorting.score(prompt, "") == 0.0
+
+
+def test_reward_falls_with_rank():
+    rng = random.Random(0)
+    by_rank = {k: [] for k in range(7)}
+    for _ in range(1500):
+        nums = sorting.make_prompt(rng)
+        for r in sorting.ranked_responses(nums, rng):
+            by_rank[r["rank"]].append(sorting.score(sorting.prompt_messages(nums), r["content"]))
+    means = [fmean(by_rank[k]) for k in range(7)]
+    assert means[0] == 1.0
+    assert all(a > b for a, b in zip(means, means[1:]))
+
+
+def test_label_first_completion():
+    assert reviser_completion(Label.NO, "ignored") == "[No Revise]"
+    assert reviser_completion(Label.MAJOR, "1 2") == "[Major Revise] 1 2"
+    assert reviser_completion(None, "1 2") == "1 2"
+
+
+def test_loss_only_on_completion(base_model):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(base_model)
+    prompt = reviser_prompt(sorting.prompt_messages([2, 1]), "2 1")
+    ex = encode_example(tok, prompt, "[Major Revise] 1 2", 512)
+    n_completion = sum(label != -100 for label in ex["labels"])
+    assert n_completion == 4  # label token, "1", "2", EOS
+    assert ex["labels"][-n_completion:] == ex["input_ids"][-n_completion:]
+    assert tok.convert_ids_to_tokens(ex["input_ids"][-n_completion])  == "[Major Revise]"
