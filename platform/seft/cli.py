@@ -37,9 +37,7 @@ def cmd_run(args) -> int:
         critic = spec.critics[0].name
         console.print(reviser_table(metrics, critic))
         console.print(policy_table(metrics))
-    store_root = report["stages"][next(iter(report["stages"]))].get("uri", "")
-    console.print(f"wall time {report['wall_seconds']:.0f}s; report: "
-                  f"{Path(store_root.removeprefix('file://')).parent / 'report.json'}")
+    console.print(f"wall time {report['wall_seconds']:.0f}s; report: {Path(report['run_dir']) / 'report.json'}")
     return 0
 
 

@@ -15,13 +15,11 @@ import grpc
 
 from seft.errors import SeftError
 from seft.labelling import Label, Rule
+from seft.pb import ENUM_OF, LABEL_OF, messages
 from seft.spec import Sampling
 from seft.v1 import (common_pb2, critic_pb2, critic_pb2_grpc, generator_pb2, generator_pb2_grpc,
                      labeller_pb2, labeller_pb2_grpc, reviser_pb2, reviser_pb2_grpc)
 
-_LABELS = {common_pb2.MAJOR_REVISE: Label.MAJOR, common_pb2.MINOR_REVISE: Label.MINOR,
-           common_pb2.NO_REVISE: Label.NO}
-_ENUMS = {v: k for k, v in _LABELS.items()}
 _RETRY = json.dumps({"methodConfig": [{
     "name": [{"service": f"seft.v1.{s}"} for s in ("Generator", "Reviser", "Critic", "Labeller")],
     "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.2s", "maxBackoff": "5s",
@@ -33,10 +31,6 @@ def channel(endpoint: str, max_message_bytes: int = 64 << 20) -> grpc.Channel:
         ("grpc.service_config", _RETRY), ("grpc.enable_retries", 1),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes)])
-
-
-def _messages(conv: list[dict]) -> list[common_pb2.ChatMessage]:
-    return [common_pb2.ChatMessage(role=m["role"], content=m["content"]) for m in conv]
 
 
 def _sampling(s: Sampling | None, seed: int | None) -> common_pb2.SamplingParams:
@@ -101,7 +95,7 @@ class GeneratorClient(_Client):
 
         def call(chunk, start):
             req = generator_pb2.GenerateRequest(
-                request_id=uuid.uuid4().hex, prompts=[generator_pb2.Prompt(messages=_messages(p)) for p in chunk],
+                request_id=uuid.uuid4().hex, prompts=[generator_pb2.Prompt(messages=messages(p)) for p in chunk],
                 sampling=_sampling(sampling, None if seed is None else seed + start))
             return [g.text for g in stub.Generate(req, timeout=self.timeout).generations]
 
@@ -116,9 +110,9 @@ class ReviserClient(_Client):
         def call(chunk, start):
             req = reviser_pb2.ReviseRequest(
                 request_id=uuid.uuid4().hex,
-                items=[reviser_pb2.RevisionItem(prompt=_messages(p), original=o) for p, o in chunk],
+                items=[reviser_pb2.RevisionItem(prompt=messages(p), original=o) for p, o in chunk],
                 sampling=_sampling(sampling, None if seed is None else seed + start))
-            return [Revised(_LABELS.get(r.label), r.text, r.revised, r.usage.completion_tokens)
+            return [Revised(LABEL_OF.get(r.label), r.text, r.revised, r.usage.completion_tokens)
                     for r in stub.Revise(req, timeout=self.timeout).revisions]
 
         return self._batched(items, call, on_batch)
@@ -130,7 +124,7 @@ class CriticClient(_Client):
 
         def call(chunk, start):
             req = critic_pb2.ScoreRequest(request_id=uuid.uuid4().hex, items=[
-                critic_pb2.ScoreItem(prompt=_messages(p), response=r) for p, r in chunk])
+                critic_pb2.ScoreItem(prompt=messages(p), response=r) for p, r in chunk])
             return list(stub.Score(req, timeout=self.timeout).rewards)
 
         return self._batched(items, call, on_batch)
@@ -142,13 +136,13 @@ class LabellerClient(_Client):
         """items: (id, prompt, original, revised)."""
         stub = labeller_pb2_grpc.LabellerStub(self.channel)
         pb_rule = labeller_pb2.LabelRule(alpha=rule.alpha, beta=rule.beta, p=rule.p,
-                                         relabel_to=_ENUMS[rule.relabel_to], seed=rule.seed)
+                                         relabel_to=ENUM_OF[rule.relabel_to], seed=rule.seed)
 
         def call(chunk, start):
             req = labeller_pb2.LabelRequest(request_id=uuid.uuid4().hex, rule=pb_rule, items=[
-                labeller_pb2.LabelItem(id=i, prompt=_messages(p), original=o, revised=r) for i, p, o, r in chunk])
+                labeller_pb2.LabelItem(id=i, prompt=messages(p), original=o, revised=r) for i, p, o, r in chunk])
             return [Labelled(x.score.reward_original, x.score.reward_revised, x.score.benefit,
-                             _LABELS[x.label], x.relabelled)
+                             LABEL_OF[x.label], x.relabelled)
                     for x in stub.Label(req, timeout=self.timeout).results]
 
         return self._batched(items, call, on_batch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from rich.table import Table
@@ -15,20 +16,23 @@ def _num(x, fmt: str = "{:+.3f}") -> str:
 
 def reviser_table(metrics: dict, critic: str) -> Table:
     revisers = metrics["reviser"]
-    table = Table(title=f"Revisers on held-out originals, by original rank (critic: {critic})")
+    table = Table(title=f"Revisers on held-out originals, by original rank (critic: {critic})",
+                  caption="benefit: mean r(revised) - r(original); improved: share of revised responses whose "
+                          "reward rose; major / minor / no: the adaptive reviser's labels")
     table.add_column("rank", justify="right")
     table.add_column("n", justify="right")
+    short = {"preliminary": "prelim", "adaptive": "adaptive"}
     for name in revisers:
-        table.add_column(f"{name}\nbenefit", justify="right")
-        table.add_column(f"{name}\nimproved", justify="right")
+        table.add_column(f"{short.get(name, name)}\nbenefit", justify="right")
+        table.add_column(f"{short.get(name, name)}\nimproved", justify="right")
     for lb in LABELS:
-        table.add_column(f"adaptive\n{lb}", justify="right")
+        table.add_column(lb, justify="right")
     adaptive = revisers["adaptive"][critic]
     for rank in adaptive:
         cells = [rank, str(adaptive[rank]["n"])]
         for name in revisers:
             s = revisers[name][critic][rank]
-            cells += [_num(s["mean_benefit"]), _num(s["improvement_rate"], "{:.1%}")]
+            cells += [_num(s["mean_benefit"]), _num(s["improvement_rate"], "{:.0%}")]
         cells += [f"{adaptive[rank]['labels'].get(lb, 0):.0%}" for lb in LABELS]
         table.add_row(*cells, end_section=rank == "6")
     return table
@@ -47,6 +51,14 @@ def policy_table(metrics: dict) -> Table:
     return table
 
 
+def _short(uri: str | None) -> str | None:
+    """file:// URIs under the working directory as relative paths."""
+    if uri and uri.startswith("file://"):
+        rel = os.path.relpath(uri[len("file://"):])
+        return rel if not rel.startswith("..") else uri
+    return uri
+
+
 def stages_table(run: dict) -> Table:
     table = Table(title=f"Run {run.get('name', '')}")
     for col in ("stage", "state", "started", "seconds", "output"):
@@ -59,5 +71,5 @@ def stages_table(run: dict) -> Table:
         seconds = f"{s['seconds']:.1f}" if s.get("seconds") is not None else "-"
         colour = {"done": "green", "failed": "red", "running": "yellow", "interrupted": "red"}.get(state.split()[0], "")
         table.add_row(name, f"[{colour}]{state}[/{colour}]" if colour else state, started, seconds,
-                      s.get("uri") or s.get("error") or "-")
+                      _short(s.get("uri")) or s.get("error") or "-")
     return table

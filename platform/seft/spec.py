@@ -88,6 +88,14 @@ class Data(Model):
     prompts: str | None = Field(None, description="JSONL of unlabelled prompts for evolution")
     test_size: int = Field(200, ge=1, description="preference prompts held out for evaluation")
     warmup_fraction: float = Field(0.3, gt=0, lt=1, description="warm-up : adaptive split = 3 : 7")
+    original_ranks: list[int] = Field([1, 2, 3, 4, 5, 6], description="ranks an original is drawn from")
+
+    @field_validator("original_ranks")
+    @classmethod
+    def _ranks(cls, v: list[int]) -> list[int]:
+        if not v or any(r < 0 or r > 6 for r in v) or len(set(v)) != len(v):
+            raise ValueError(f"must be distinct ranks within 0..6, got {v}")
+        return v
 
 
 class Models(Model):
@@ -190,14 +198,19 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{where}: {error['msg']}{shown}"
 
 
-def parse_spec(data: Any, source: str = "spec") -> PipelineSpec:
+def validate(model: type[BaseModel], data: Any, source: str):
+    """model.model_validate(data), or a SpecError naming every bad field and its value."""
     if not isinstance(data, dict):
         raise SpecError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
     try:
-        return PipelineSpec.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         lines = "\n  ".join(_describe(e) for e in exc.errors())
         raise SpecError(f"{source} is invalid:\n  {lines}") from None
+
+
+def parse_spec(data: Any, source: str = "spec") -> PipelineSpec:
+    return validate(PipelineSpec, data, source)
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
@@ -216,7 +229,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def load_spec(path: str | Path, overrides: list[str] = ()) -> PipelineSpec:
+def load_yaml(path: str | Path, overrides: list[str] = ()) -> Any:
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -224,6 +237,8 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> PipelineSpec:
         raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
-    if isinstance(data, dict):
-        data = apply_overrides(data, list(overrides))
-    return parse_spec(data, str(path))
+    return apply_overrides(data, list(overrides)) if isinstance(data, dict) else data
+
+
+def load_spec(path: str | Path, overrides: list[str] = ()) -> PipelineSpec:
+    return parse_spec(load_yaml(path, overrides), str(path))

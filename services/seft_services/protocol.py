@@ -6,13 +6,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from seft.labelling import Label, Rule
-from seft.v1 import common_pb2
+from seft.labelling import Rule
+from seft.pb import LABEL_OF
 
 ROLES = ("system", "user", "assistant")
-LABELS = {common_pb2.MAJOR_REVISE: Label.MAJOR, common_pb2.MINOR_REVISE: Label.MINOR,
-          common_pb2.NO_REVISE: Label.NO}
-LABEL_ENUMS = {label: enum for enum, label in LABELS.items()}
 
 
 class InvalidArgument(ValueError):
@@ -82,9 +79,9 @@ def sampling(params, limits: Limits) -> SamplingParams:
 def label_rule(rule, present: bool) -> Rule:
     if not present:
         raise InvalidArgument("rule: required")
-    if rule.relabel_to not in LABELS:
+    if rule.relabel_to not in LABEL_OF:
         raise InvalidArgument(f"rule.relabel_to: {rule.relabel_to} is not a revision label")
     try:
-        return Rule(rule.alpha, rule.beta, rule.p, LABELS[rule.relabel_to], rule.seed)
+        return Rule(rule.alpha, rule.beta, rule.p, LABEL_OF[rule.relabel_to], rule.seed)
     except ValueError as exc:
         raise InvalidArgument(f"rule: {exc}") from None

@@ -9,6 +9,7 @@ import logging
 import grpc
 
 from seft.labelling import assign
+from seft.pb import ENUM_OF
 from seft.v1 import (common_pb2, critic_pb2, critic_pb2_grpc, generator_pb2, generator_pb2_grpc,
                      labeller_pb2, labeller_pb2_grpc, reviser_pb2, reviser_pb2_grpc)
 from seft_services import protocol
@@ -83,7 +84,7 @@ class ReviserServicer(reviser_pb2_grpc.ReviserServicer):
         params = protocol.sampling(request.sampling, self.limits)
         outs = self.backend.revise(items, params)
         return reviser_pb2.ReviseResponse(request_id=request.request_id, revisions=[
-            reviser_pb2.Revision(label=protocol.LABEL_ENUMS.get(o.label, common_pb2.REVISION_LABEL_UNSPECIFIED),
+            reviser_pb2.Revision(label=ENUM_OF.get(o.label, common_pb2.REVISION_LABEL_UNSPECIFIED),
                                  text=o.text, revised=o.revised,
                                  usage=_usage(o.prompt_tokens, o.completion_tokens)) for o in outs])
 
@@ -124,6 +125,6 @@ class LabellerServicer(labeller_pb2_grpc.LabellerServicer):
         results = []
         for item_id, score in zip(ids, scores):
             label, relabelled = assign(score.benefit, item_id, rule)
-            results.append(labeller_pb2.LabelResult(id=item_id, score=score, label=protocol.LABEL_ENUMS[label],
+            results.append(labeller_pb2.LabelResult(id=item_id, score=score, label=ENUM_OF[label],
                                                     relabelled=relabelled))
         return labeller_pb2.LabelResponse(request_id=request.request_id, results=results)

@@ -217,3 +217,39 @@ def test_typed_client_turns_a_status_into_an_error_naming_endpoint_and_reason(se
     with CriticClient(server.endpoint, batch_size=MAX_BATCH + 1) as client:
         with pytest.raises(SeftError, match=rf"{server.endpoint}: INVALID_ARGUMENT: items: batch of 5 exceeds"):
             client.score([(msgs_dict(), "1")] * (MAX_BATCH + 1))
+
+
+@pytest.fixture(scope="module")
+def reward_model(tmp_path_factory, base_model):
+    """A tiny real HF sequence-classification model (one output: the reward)."""
+    import torch
+    from transformers import AutoConfig, AutoTokenizer, LlamaForSequenceClassification
+
+    torch.manual_seed(0)
+    config = AutoConfig.from_pretrained(base_model, num_labels=1)
+    out = tmp_path_factory.mktemp("rm") / "model"
+    LlamaForSequenceClassification(config).save_pretrained(out)
+    AutoTokenizer.from_pretrained(base_model).save_pretrained(out)
+    return out
+
+
+def test_reward_model_critic_scores_and_labels(reward_model):
+    from seft_services.backends.critics import load_critic
+
+    critic = load_critic("reward-model", model=str(reward_model))
+    srv = Server({"critic": critic, "labeller": critic}).start()
+    try:
+        prompt = msgs_dict()
+        items = [(prompt, "1 2 3"), (prompt, "3 2 1"), (prompt, "1 2 3")]
+        with CriticClient(srv.endpoint) as client:
+            rewards = client.score(items)
+            assert len(rewards) == 3 and all(math.isfinite(r) for r in rewards)
+            assert rewards[0] == pytest.approx(rewards[2], abs=1e-5)  # same input, same reward, whatever the batch
+            assert rewards[0] != pytest.approx(rewards[1], abs=1e-6)
+            assert client.score(items[1:2]) == [pytest.approx(rewards[1], abs=1e-5)]  # padding does not change it
+        with LabellerClient(srv.endpoint) as labeller:
+            [out] = labeller.label([("a", prompt, "3 2 1", "1 2 3")], Rule(alpha=0.0, beta=0.0, p=1.0))
+            assert out.benefit == pytest.approx(rewards[0] - rewards[1], abs=1e-5)
+            assert out.label is (Label.MAJOR if out.benefit > 0 else Label.NO if out.benefit < 0 else Label.MINOR)
+    finally:
+        srv.stop(grace=1)

@@ -84,3 +84,8 @@ def test_console_script_exit_code(tmp_path):
     bad.write_text("name: [unclosed\n")
     proc = subprocess.run([sys.executable, "-m", "seft.cli", "validate", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2 and "not valid YAML" in proc.stderr
+
+
+@pytest.mark.parametrize("example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_validates(example):
+    assert load_spec(example).name

@@ -9,24 +9,25 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from seft.errors import SeftError
-from seft.spec import Critic, PipelineSpec, Training
-from seft.stages import Stage
+from seft.spec import PipelineSpec, Training
+from seft.stages import ServiceSpec, Stage
 from seft.storage import FileStore, fingerprint, manifest_digest, open_store
 from seft.train import TrainJob, torchrun_command
 
 SERVICE_START_TIMEOUT = 600.0
+LOSS = re.compile(r"'loss': '?([0-9.eE+-]+)")  # a Trainer log line
 
 
 def _die_with_parent() -> None:
@@ -50,24 +51,27 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-@dataclass(frozen=True)
-class ServiceSpec:
-    kind: str  # generator | reviser | critic | labeller
-    model: str | None = None
-    label_first: bool = True
-    critic: Critic | None = None
+def _last_loss(procs: dict) -> str:
+    """'name: loss 0.123' for each job whose Trainer log has a loss line yet."""
+    out = []
+    for name, (_, log) in procs.items():
+        losses = LOSS.findall(_tail(log, 40))
+        if losses:
+            out.append(f"{name}: loss {losses[-1]}")
+    return "  ".join(out)
 
-    def argv(self, port_file: Path, max_batch: int) -> list[str]:
-        args = [sys.executable, "-m", "seft.cli", "serve", self.kind, "--host", "127.0.0.1", "--port", "0",
-                "--port-file", str(port_file), "--max-batch", str(max_batch)]
-        if self.kind in ("generator", "reviser"):
-            args += ["--model", self.model]
-        if self.kind == "reviser" and not self.label_first:
-            args.append("--no-labels")
-        if self.critic is not None:
-            args += ["--critic", self.critic.backend]
-            args += ["--callable", self.critic.callable] if self.critic.callable else ["--model", self.critic.model]
-        return args
+
+def serve_argv(svc: ServiceSpec, port_file: Path, max_batch: int) -> list[str]:
+    args = [sys.executable, "-m", "seft.cli", "serve", svc.kind, "--host", "127.0.0.1", "--port", "0",
+            "--port-file", str(port_file), "--max-batch", str(max_batch)]
+    if svc.kind in ("generator", "reviser"):
+        args += ["--model", svc.model]
+    if svc.kind == "reviser" and not svc.label_first:
+        args.append("--no-labels")
+    if svc.critic is not None:
+        args += ["--critic", svc.critic.backend]
+        args += ["--callable", svc.critic.callable] if svc.critic.callable else ["--model", svc.critic.model]
+    return args
 
 
 class Context:
@@ -100,7 +104,7 @@ class Context:
                 port_file.unlink(missing_ok=True)
                 log = self.logs / f"{self.stage}-{name}.log"
                 with log.open("w") as handle:
-                    proc = subprocess.Popen(svc.argv(port_file, self.spec.services.max_batch), stdout=handle,
+                    proc = subprocess.Popen(serve_argv(svc, port_file, self.spec.services.max_batch), stdout=handle,
                                             stderr=subprocess.STDOUT, env=child_env(), preexec_fn=_die_with_parent)
                 procs[name] = (proc, port_file, log)
             endpoints = {name: self._wait_ready(name, *entry) for name, entry in procs.items()}
@@ -149,9 +153,13 @@ class Context:
                     procs[name] = (subprocess.Popen(torchrun_command(config, training.nproc_per_node),
                                                     stdout=handle, stderr=subprocess.STDOUT, env=child_env(),
                                                     preexec_fn=_die_with_parent), log)
-            for name, (proc, log) in procs.items():
-                if proc.wait() != 0:
-                    raise SeftError(f"training {name!r} failed (exit {proc.returncode}); log {log}:\n{_tail(log)}")
+            with self.console.status(f"  training {', '.join(jobs)} (torchrun)") as status:
+                for name, (proc, log) in procs.items():
+                    while proc.poll() is None:
+                        status.update(f"  training {', '.join(jobs)} (torchrun) {_last_loss(procs)}")
+                        time.sleep(1)
+                    if proc.returncode != 0:
+                        raise SeftError(f"training {name!r} failed (exit {proc.returncode}); log {log}:\n{_tail(log)}")
         finally:
             for proc, _ in procs.values():
                 if proc.poll() is None:
@@ -159,15 +167,15 @@ class Context:
                     proc.wait()
         return {name: self.out / name for name in jobs}
 
+    @contextmanager
     def progress(self, description: str, total: int):
-        """A progress bar; returns (advance callback, close)."""
+        """A progress bar over `total` items; yields the callback that advances it."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        bar = Progress(TextColumn(f"  {description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       console=self.console, transient=True)
-        task = bar.add_task(description, total=total)
-        bar.start()
-        return (lambda n: bar.advance(task, n)), bar.stop
+        with Progress(TextColumn(f"  {description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=self.console, transient=True) as bar:
+            task = bar.add_task(description, total=total)
+            yield lambda n: bar.advance(task, n)
 
 
 class RunState:
@@ -227,7 +235,7 @@ def run_pipeline(spec: PipelineSpec, stages: list[Stage], console) -> dict:
         digests[st.name], summaries[st.name] = manifest_digest(manifest), summary
         state.set(st.name, state="done", finished=t1, seconds=t1 - t0, uri=store.uri(st.name))
         console.print(f"[green]  {st.name} done in {t1 - t0:.1f}s[/green]")
-    report = {"name": spec.name, "recipe": spec.recipe, "seed": spec.seed, "wall_seconds": time.time() - started,
+    report = {"name": spec.name, "run_dir": str(store.root), "recipe": spec.recipe, "seed": spec.seed, "wall_seconds": time.time() - started,
               "stages": state.data["stages"], "summaries": summaries,
               "metrics": summaries.get("evaluate", {}).get("metrics", {})}
     tmp = store.root / "report.json.tmp"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from seft.spec import PipelineSpec
+    from seft.spec import Critic, PipelineSpec
 
 
 @dataclass(frozen=True)
@@ -20,3 +20,14 @@ class Stage:
     inputs: tuple[str, ...]
     params: Callable[["PipelineSpec"], dict]
     run: Callable[..., dict]  # run(ctx) -> summary (lands in the manifest and the report)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A service a stage needs; the executor decides how it runs (a loopback subprocess locally,
+    a Deployment on Kubernetes) and gives the stage its endpoint."""
+
+    kind: str  # generator | reviser | critic | labeller
+    model: str | None = None
+    label_first: bool = True  # reviser: the adaptive (label-first) format
+    critic: "Critic | None" = None  # critic / labeller backend

@@ -7,10 +7,13 @@ critic scores the answers: mean reward per stage."""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+from statistics import fmean
+
 from seft.client import CriticClient, GeneratorClient, ReviserClient
-from seft.executors.local import ServiceSpec
 from seft.metrics import mean_benefit, reviser_by_rank
 from seft.records import RevisionSample, messages, read_jsonl, write_jsonl
+from seft.stages import ServiceSpec
 
 NAME = "evaluate"
 REVISERS = {"preliminary": ("warmup", False), "adaptive": ("adapt", True)}
@@ -41,16 +44,17 @@ def run(ctx) -> dict:
     prompts = [h["prompt"] for h in heldout]
     metrics: dict = {"reviser": {}, "policy": {}}
     rows_out = []
-    with ctx.services(**services) as ep:
-        critics = {c.name: CriticClient(ep[f"critic-{c.name}"], batch_size=bs) for c in spec.critics}
+    with ctx.services(**services) as ep, ExitStack() as stack:
+        critics = {c.name: stack.enter_context(CriticClient(ep[f"critic-{c.name}"], batch_size=bs))
+                   for c in spec.critics}
+        original_rewards = {cname: critic.score(items) for cname, critic in critics.items()}
         for name in REVISERS:
-            advance, close = ctx.progress(f"revising test set ({name} reviser)", len(items))
-            with ReviserClient(ep[f"reviser-{name}"], batch_size=bs) as reviser:
+            with (ctx.progress(f"revising test set ({name} reviser)", len(items)) as advance,
+                  ReviserClient(ep[f"reviser-{name}"], batch_size=bs) as reviser):
                 revisions = reviser.revise(items, sampling, seed=spec.seed, on_batch=advance)
-            close()
             metrics["reviser"][name] = {}
             for cname, critic in critics.items():
-                originals = critic.score(items)
+                originals = original_rewards[cname]
                 revised = critic.score([(p, r.text) for (p, _), r in zip(items, revisions)])
                 rows = [{"rank": s.rank, "reward_original": o, "reward_revised": v, "revised": r.revised,
                          "label": r.label.short if r.label else None}
@@ -59,15 +63,12 @@ def run(ctx) -> dict:
                 rows_out += [{"reviser": name, "critic": cname, "id": s.id, "revision": r.text, **row}
                              for s, r, row in zip(test, revisions, rows)]
         for name in POLICIES:
-            advance, close = ctx.progress(f"answering held-out prompts ({name} policy)", len(prompts))
-            with GeneratorClient(ep[f"policy-{name}"], batch_size=bs) as gen:
+            with (ctx.progress(f"answering held-out prompts ({name} policy)", len(prompts)) as advance,
+                  GeneratorClient(ep[f"policy-{name}"], batch_size=bs) as gen):
                 answers = gen.generate(prompts, sampling, seed=spec.seed, on_batch=advance)
-            close()
-            metrics["policy"][name] = {cname: _mean(critic.score(list(zip(prompts, answers))))
+            metrics["policy"][name] = {cname: fmean(critic.score(list(zip(prompts, answers))))
                                        for cname, critic in critics.items()}
             rows_out += [{"policy": name, "id": h["id"], "answer": a} for h, a in zip(heldout, answers)]
-        for critic in critics.values():
-            critic.close()
     write_jsonl(ctx.out / "samples.jsonl", rows_out)
     first = spec.critics[0].name
     adaptive = metrics["reviser"]["adaptive"][first]
@@ -75,7 +76,3 @@ def run(ctx) -> dict:
                 "adaptive_benefit_rank_4_6": mean_benefit(adaptive, (4, 5, 6)),
                 "policy_reward": {name: metrics["policy"][name][first] for name in POLICIES}}
     return {"metrics": metrics, "headline": headline}
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)

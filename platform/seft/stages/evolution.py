@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections import Counter
 
 from seft.client import GeneratorClient, ReviserClient
-from seft.executors.local import ServiceSpec
 from seft.records import SFTExample, read_jsonl, write_jsonl
+from seft.stages import ServiceSpec
 
 
 def evolve(ctx, generator_model: str, policy_model: str) -> dict:
@@ -17,14 +17,12 @@ def evolve(ctx, generator_model: str, policy_model: str) -> dict:
     prompts = [r["prompt"] for r in records]
     with ctx.services(generator=ServiceSpec("generator", generator_model),
                       reviser=ServiceSpec("reviser", str(ctx.input("adapt") / "reviser"))) as ep:
-        advance, close = ctx.progress("generating", len(prompts))
-        with GeneratorClient(ep["generator"], batch_size=spec.services.batch_size) as gen:
+        with (ctx.progress("generating", len(prompts)) as advance,
+              GeneratorClient(ep["generator"], batch_size=spec.services.batch_size) as gen):
             drafts = gen.generate(prompts, spec.generation, seed=spec.seed, on_batch=advance)
-        close()
-        advance, close = ctx.progress("revising (adaptive reviser)", len(prompts))
-        with ReviserClient(ep["reviser"], batch_size=spec.services.batch_size) as reviser:
+        with (ctx.progress("revising (adaptive reviser)", len(prompts)) as advance,
+              ReviserClient(ep["reviser"], batch_size=spec.services.batch_size) as reviser):
             revisions = reviser.revise(list(zip(prompts, drafts)), spec.revision, seed=spec.seed, on_batch=advance)
-        close()
     write_jsonl(ctx.out / "revised.jsonl", (
         {"id": r["id"], "prompt": r["prompt"], "draft": d, "label": v.label.value if v.label else None,
          "revised": v.revised, "response": v.text} for r, d, v in zip(records, drafts, revisions)))

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections import Counter
 
 from seft.client import LabellerClient, ReviserClient
-from seft.executors.local import ServiceSpec
 from seft.labelling import Label, Rule
 from seft.records import RevisionSample, messages, read_jsonl, write_jsonl
+from seft.stages import ServiceSpec
 
 NAME = "label"
 
@@ -30,15 +30,13 @@ def run(ctx) -> dict:
     items = [(messages(s.prompt), s.original) for s in samples]
     with ctx.services(reviser=ServiceSpec("reviser", str(ctx.input("warmup") / "reviser"), label_first=False),
                       labeller=ServiceSpec("labeller", critic=spec.labelling_critic)) as ep:
-        advance, close = ctx.progress("revising (preliminary reviser)", len(items))
-        with ReviserClient(ep["reviser"], batch_size=spec.services.batch_size) as reviser:
+        with (ctx.progress("revising (preliminary reviser)", len(items)) as advance,
+              ReviserClient(ep["reviser"], batch_size=spec.services.batch_size) as reviser):
             revisions = reviser.revise(items, spec.revision, seed=spec.seed, on_batch=advance)
-        close()
-        advance, close = ctx.progress("labelling", len(items))
-        with LabellerClient(ep["labeller"], batch_size=spec.services.batch_size) as labeller:
+        with (ctx.progress("labelling", len(items)) as advance,
+              LabellerClient(ep["labeller"], batch_size=spec.services.batch_size) as labeller):
             labels = labeller.label([(s.id, p, o, r.text) for s, (p, o), r in zip(samples, items, revisions)],
                                     rule, on_batch=advance)
-        close()
     rows = [{**s.model_dump(mode="json"), "preliminary_revision": r.text, "reward_original": lb.reward_original,
              "reward_revised": lb.reward_revised, "benefit": lb.benefit, "label": lb.label.value,
              "relabelled": lb.relabelled} for s, r, lb in zip(samples, revisions, labels)]

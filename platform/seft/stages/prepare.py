@@ -1,7 +1,7 @@
 """prepare: split the preference data into test, warm-up and adaptive splits (DESIGN.md step 1).
 
-Warm-up and adaptive samples pair an original (a random one of ranks 1..6) with the target
-(rank 0). The test split keeps every rank 0..6 as an original, for evaluation per rank, and its
+Warm-up and adaptive samples pair an original (a random one of `data.original_ranks`, 1..6 by
+default) with the target (rank 0). The test split keeps every rank 0..6 as an original, for evaluation per rank, and its
 prompts (with the rank-0 response as reference) are the held-out prompts for the policy."""
 
 from __future__ import annotations
@@ -51,7 +51,14 @@ def run(ctx) -> dict:
     n_warmup = max(1, round(len(train) * spec.data.warmup_fraction))
 
     def paired(recs):
-        return [_sample(r, rng.choice(r.responses[1:]), r.id) for r in recs]
+        out = []
+        for r in recs:
+            choices = [resp for resp in r.responses if resp.rank in spec.data.original_ranks]
+            if not choices:
+                raise ValueError(f"{pref_path}: record {r.id!r} has none of data.original_ranks "
+                                 f"{spec.data.original_ranks}")
+            out.append(_sample(r, rng.choice(choices), r.id))
+        return out
 
     counts = {
         "warmup": write_jsonl(out / "warmup.jsonl", paired(train[:n_warmup])),

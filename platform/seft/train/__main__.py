@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from seft.errors import SeftError
-from seft.spec import apply_overrides
+from seft.spec import load_yaml, validate
 from seft.train import TrainJob
 
 
@@ -18,9 +18,7 @@ def load_job(argv: list[str]) -> TrainJob:
     parser.add_argument("--config", required=True, help="JSON or YAML TrainJob")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     args = parser.parse_args(argv)
-    import yaml
-    data = yaml.safe_load(Path(args.config).read_text())
-    return TrainJob.model_validate(apply_overrides(data, args.set))
+    return validate(TrainJob, load_yaml(args.config, args.set), args.config)
 
 
 def train(job: TrainJob) -> dict:
