@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -94,10 +93,9 @@ def cmd_train(args) -> int:
 
 def cmd_serve(args) -> int:
     from seft_services.protocol import Limits
-    from seft_services.server import Server, build_backend, run_forever
+    from seft_services.server import Server, build_backend, configure_logging, run_forever
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}')
+    configure_logging()
     try:
         backend = build_backend(args.kind, model=args.model, label_first=not args.no_labels,
                                 critic_backend=args.critic, critic_callable=args.callable)

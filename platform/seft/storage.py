@@ -36,6 +36,13 @@ def validate_key(key: str) -> str:
     return key
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write a small file so that readers see the old content or the new, never a part."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -96,10 +103,9 @@ class FileStore:
         return path
 
     def publish(self, staging: Path, key: str, manifest: dict) -> dict:
-        manifest = {**manifest, "files": describe_files(staging), "published": time.time()}
-        tmp = staging / f".{MANIFEST}.tmp"
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        os.replace(tmp, staging / MANIFEST)
+        manifest = {**manifest, "files": describe_files(staging), "published": time.time(),
+                    "code_version": __version__}
+        write_atomic(staging / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         trash = None

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import logging
-import os
 import signal
 import threading
 from concurrent import futures
@@ -13,6 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from seft.storage import write_atomic
 from seft.v1 import critic_pb2, critic_pb2_grpc, generator_pb2, generator_pb2_grpc, labeller_pb2
 from seft.v1 import labeller_pb2_grpc, reviser_pb2, reviser_pb2_grpc
 from seft_services.protocol import Limits
@@ -31,6 +32,23 @@ SERVICES = {
     "labeller": (LabellerServicer, labeller_pb2_grpc.add_LabellerServicer_to_server,
                  labeller_pb2.DESCRIPTOR.services_by_name["Labeller"].full_name),
 }
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                 "msg": record.getMessage()}
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 class Server:
@@ -76,9 +94,7 @@ class Server:
 def run_forever(server: Server, port_file: str | None = None) -> None:
     server.start()
     if port_file:  # written once serving, atomically: the local executor waits for it
-        tmp = Path(f"{port_file}.tmp")
-        tmp.write_text(str(server.port))
-        os.replace(tmp, port_file)
+        write_atomic(Path(port_file), str(server.port))
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

@@ -12,7 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from seft.client import CriticClient, GeneratorClient, LabellerClient, ReviserClient
+from seft.client import CriticClient, GeneratorClient, LabellerClient
 from seft.labelling import Label, Rule
 from seft.v1 import (common_pb2, critic_pb2, critic_pb2_grpc, generator_pb2, generator_pb2_grpc, labeller_pb2,
                      labeller_pb2_grpc, reviser_pb2, reviser_pb2_grpc)

@@ -23,7 +23,7 @@ import yaml
 from seft.errors import SeftError
 from seft.spec import PipelineSpec, Training
 from seft.stages import ServiceSpec, Stage
-from seft.storage import FileStore, fingerprint, manifest_digest, open_store
+from seft.storage import FileStore, fingerprint, manifest_digest, open_store, write_atomic
 from seft.train import TrainJob, torchrun_command
 
 SERVICE_START_TIMEOUT = 600.0
@@ -188,9 +188,7 @@ class RunState:
     def set(self, stage: str, **fields) -> None:
         self.data["stages"].setdefault(stage, {}).update(fields)
         self.data["pid"] = os.getpid()
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(self.data, indent=2))
 
 
 def run_pipeline(spec: PipelineSpec, stages: list[Stage], console) -> dict:
@@ -235,10 +233,8 @@ def run_pipeline(spec: PipelineSpec, stages: list[Stage], console) -> dict:
         digests[st.name], summaries[st.name] = manifest_digest(manifest), summary
         state.set(st.name, state="done", finished=t1, seconds=t1 - t0, uri=store.uri(st.name))
         console.print(f"[green]  {st.name} done in {t1 - t0:.1f}s[/green]")
-    report = {"name": spec.name, "run_dir": str(store.root), "recipe": spec.recipe, "seed": spec.seed, "wall_seconds": time.time() - started,
-              "stages": state.data["stages"], "summaries": summaries,
+    report = {"name": spec.name, "run_dir": str(store.root), "recipe": spec.recipe, "seed": spec.seed,
+              "wall_seconds": time.time() - started, "stages": state.data["stages"], "summaries": summaries,
               "metrics": summaries.get("evaluate", {}).get("metrics", {})}
-    tmp = store.root / "report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, store.root / "report.json")
+    write_atomic(store.root / "report.json", json.dumps(report, indent=2))
     return report
