@@ -39,7 +39,9 @@ def build_tokenizer(words: list[str]):
 def build_model(tokenizer, cfg: TinyModel, seed: int, out_dir: Path) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar in the run's output
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,

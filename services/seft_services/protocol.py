@@ -57,23 +57,18 @@ def text(value: str, field: str, allow_empty: bool = False) -> str:
 
 
 def sampling(params, limits: Limits) -> SamplingParams:
-    out = SamplingParams()
-    if params.HasField("max_new_tokens"):
-        if not 1 <= params.max_new_tokens <= limits.max_new_tokens:
-            raise InvalidArgument(f"sampling.max_new_tokens: {params.max_new_tokens} is outside "
-                                  f"1..{limits.max_new_tokens}")
-        out = SamplingParams(params.max_new_tokens, out.temperature, out.top_p, out.seed)
-    temperature, top_p = out.temperature, out.top_p
-    if params.HasField("temperature"):
-        temperature = params.temperature
-        if not math.isfinite(temperature) or temperature < 0:
-            raise InvalidArgument(f"sampling.temperature: {temperature} must be finite and >= 0")
-    if params.HasField("top_p"):
-        top_p = params.top_p
-        if not math.isfinite(top_p) or not 0 < top_p <= 1:
-            raise InvalidArgument(f"sampling.top_p: {top_p} must be within (0, 1]")
-    seed = params.seed if params.HasField("seed") else None
-    return SamplingParams(out.max_new_tokens, temperature, top_p, seed)
+    default = SamplingParams()
+    max_new = params.max_new_tokens if params.HasField("max_new_tokens") else min(default.max_new_tokens,
+                                                                                   limits.max_new_tokens)
+    if not 1 <= max_new <= limits.max_new_tokens:
+        raise InvalidArgument(f"sampling.max_new_tokens: {max_new} is outside 1..{limits.max_new_tokens}")
+    temperature = params.temperature if params.HasField("temperature") else default.temperature
+    if not math.isfinite(temperature) or temperature < 0:
+        raise InvalidArgument(f"sampling.temperature: {temperature} must be finite and >= 0")
+    top_p = params.top_p if params.HasField("top_p") else default.top_p
+    if not math.isfinite(top_p) or not 0 < top_p <= 1:
+        raise InvalidArgument(f"sampling.top_p: {top_p} must be within (0, 1]")
+    return SamplingParams(max_new, temperature, top_p, params.seed if params.HasField("seed") else None)
 
 
 def label_rule(rule, present: bool) -> Rule:
