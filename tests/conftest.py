@@ -82,3 +82,44 @@ def major_reviser(tmp_path_factory, base_model) -> Path:
 
     examples = [(reviser_prompt(p, " ".join(map(str, nums))), "[Major Revise] 1 2 3") for p, nums in sort_prompts(64)]
     return train_in_process(base_model, examples, tmp_path_factory.mktemp("reviser-major") / "model", steps=150)
+
+
+# -- S3: a real S3 server (moto's server mode) on loopback ------------------------------------
+S3_SECRET = "seft-test-secret-" + os.urandom(6).hex()  # tests grep logs for it
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """(endpoint, port) of a moto S3 server in this process."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"127.0.0.1:{port}", port
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(monkeypatch, tmp_path):
+    """Credentials in the environment (never in a spec) and a fresh node cache."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "seft-test-access")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+    monkeypatch.setenv("SEFT_CACHE_DIR", str(tmp_path / "node-cache"))
+    return tmp_path / "node-cache"
+
+
+def new_bucket(endpoint: str) -> str:
+    from minio import Minio
+
+    name = f"seft-{os.urandom(5).hex()}"
+    Minio(endpoint, access_key="seft-test-access", secret_key=S3_SECRET, secure=False).make_bucket(name)
+    return name

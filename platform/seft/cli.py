@@ -29,7 +29,7 @@ def cmd_run(args) -> int:
 
     spec = load_spec(args.file, args.set)
     console = Console()
-    report = run_pipeline(spec, stages_for(spec), console)
+    report = run_pipeline(spec, stages_for(spec), console, workdir=Path(args.workdir))
     console.print(stages_table(report))
     metrics = report.get("metrics")
     if metrics:
@@ -79,6 +79,69 @@ def _pid_alive(pid) -> bool:
     return True
 
 
+def _store_at(args, uri: str):
+    """(store, key) for a store URI given on the command line."""
+    from seft.spec import StoreConfig, load_spec
+    from seft.storage import open_store
+
+    if uri.startswith("s3://"):
+        bucket, _, key = uri[len("s3://"):].partition("/")
+        root = f"s3://{bucket}"
+    elif uri.startswith("file://"):
+        path = uri[len("file://"):]
+        root, key = ("file:///", path.lstrip("/")) if path.startswith("/") else ("file://.", path)
+    else:
+        raise SeftError(f"{uri!r}: expected a store URI, file://PATH or s3://BUCKET/KEY")
+    if args.spec:
+        settings = load_spec(args.spec).store.model_dump(exclude={"uri"})
+    else:
+        settings = {"endpoint": args.endpoint, "secure": not args.insecure, "region": args.region,
+                    "ca_bundle": args.ca_bundle, "credentials_dir": args.credentials_dir}
+    return open_store(StoreConfig(uri=root, **settings)), key.strip("/")
+
+
+def cmd_store(args) -> int:
+    if args.action == "ls":
+        store, key = _store_at(args, args.uri)
+        total = 0
+        for name, size in store.list(key):
+            print(f"{size:>12}  {name}")
+            total += size
+        print(f"{total:>12}  total", file=sys.stderr)
+    elif args.action == "rm":
+        store, key = _store_at(args, args.uri)
+        if not key:
+            raise SeftError(f"{args.uri!r}: refusing to remove a whole bucket or store root")
+        removed = store.remove(key)
+        if not removed:
+            raise SeftError(f"{args.uri!r}: nothing to remove")
+        print(f"removed {removed} objects")
+    else:  # cp: exactly one side is a store URI
+        src_remote, dst_remote = "://" in args.src, "://" in args.dst
+        if src_remote == dst_remote:
+            raise SeftError("store cp copies between a store URI and a local path (one of each)")
+        if src_remote:
+            store, key = _store_at(args, args.src)
+            objects = list(store.list(key))
+            if not objects:
+                raise SeftError(f"{args.src!r}: no such object or prefix")
+            for name, _ in objects:
+                rel = Path(name).relative_to(key) if name != key else Path(Path(key).name)
+                store.download(name, Path(args.dst) / rel if len(objects) > 1 or Path(args.dst).is_dir()
+                               else Path(args.dst))
+        else:
+            store, key = _store_at(args, args.dst)
+            src = Path(args.src)
+            files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
+            if not files:
+                raise SeftError(f"{args.src!r}: no such file or directory")
+            for path in files:
+                store.upload(path, "/".join(filter(None, [key, path.relative_to(src).as_posix()]))
+                             if path != src else key or path.name)
+        print(f"copied {args.src} -> {args.dst}")
+    return 0
+
+
 def cmd_train(args) -> int:
     from seft.train import torchrun_command
 
@@ -121,12 +184,31 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a pipeline on this machine (resumes where it stopped)")
     r.add_argument("file")
     r.add_argument("--set", **overrides)
+    r.add_argument("--workdir", default="runs", help="where run.json, logs and report.json go (default ./runs)")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("status", help="each stage's state, timing and outputs")
     s.add_argument("run", help="run directory, or run name under ./runs")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_status)
+
+    st = sub.add_parser("store", help="inspect artifacts: ls, cp, rm (file:// or s3:// URIs)")
+    st_sub = st.add_subparsers(dest="action", required=True)
+    conn = argparse.ArgumentParser(add_help=False)
+    conn.add_argument("--spec", help="take the endpoint and TLS settings from this pipeline spec's store")
+    conn.add_argument("--endpoint", help="s3: host[:port]")
+    conn.add_argument("--insecure", action="store_true", help="s3: plain HTTP")
+    conn.add_argument("--region")
+    conn.add_argument("--ca-bundle")
+    conn.add_argument("--credentials-dir", help="s3: a directory with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY files")
+    ls = st_sub.add_parser("ls", parents=[conn], help="list objects under a URI")
+    ls.add_argument("uri")
+    cp = st_sub.add_parser("cp", parents=[conn], help="copy between a store URI and a local path")
+    cp.add_argument("src")
+    cp.add_argument("dst")
+    rm = st_sub.add_parser("rm", parents=[conn], help="remove every object under a URI")
+    rm.add_argument("uri")
+    st.set_defaults(func=cmd_store)
 
     t = sub.add_parser("train", help="fine-tune under torchrun (HF Trainer, optional DeepSpeed)")
     t.add_argument("--config", required=True, help="TrainJob YAML/JSON (model, data, output_dir, ...)")

@@ -3,6 +3,7 @@ SeftPipeline custom resource's spec on Kubernetes. Defaults are the SEFT paper's
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from seft.errors import SpecError
 
 LabelName = Literal["major", "minor", "no"]
+SECRETISH = re.compile(r"secret|password|token|access_?key|credential", re.IGNORECASE)
 
 
 class Model(BaseModel):
@@ -140,6 +142,38 @@ class Evaluation(Model):
     sampling: Sampling = Sampling(temperature=0.0)
 
 
+class StoreConfig(Model):
+    """Where artifacts live. Credentials are never part of the spec: for s3:// they come from
+    the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) or `credentials_dir`, a mounted
+    Kubernetes Secret with files of those names."""
+
+    uri: str = Field("file://./runs", description="file://PATH or s3://BUCKET[/PREFIX]")
+    endpoint: str | None = Field(None, description="s3: host[:port] of MinIO / S3")
+    secure: bool = Field(True, description="s3: use TLS")
+    region: str | None = None
+    ca_bundle: str | None = Field(None, description="s3: a CA certificate file to trust")
+    credentials_dir: str | None = Field(None, description="s3: a mounted Secret directory")
+    parallel: int = Field(4, ge=1, le=64, description="s3: concurrent transfers (files, and parts of each)")
+    retries: int = Field(4, ge=0, le=20, description="s3: retries with backoff per request")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_credentials(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            leaked = [k for k in data if SECRETISH.search(str(k)) and k != "credentials_dir"]
+            if leaked:
+                raise ValueError(f"credentials never go in the spec (found {', '.join(leaked)}): set "
+                                 "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment or use credentials_dir")
+        return data
+
+    @field_validator("uri")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not v.startswith(("file://", "s3://")):
+            raise ValueError(f"expected file://PATH or s3://BUCKET[/PREFIX], got {v!r}")
+        return v
+
+
 class Services(Model):
     batch_size: int = Field(64, ge=1, description="items per gRPC call")
     max_batch: int = Field(256, ge=1, description="largest batch a service accepts")
@@ -153,7 +187,7 @@ class PipelineSpec(Model):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     recipe: Literal["seft"] = "seft"
     seed: int = Field(0, ge=0)
-    store: str = "file://./runs"
+    store: StoreConfig = StoreConfig()
     bootstrap: Bootstrap | None = None
     data: Data = Data()
     models: Models = Models()
@@ -165,6 +199,11 @@ class PipelineSpec(Model):
     revision: Sampling = Sampling(temperature=0.0)
     evaluation: Evaluation = Evaluation()
     services: Services = Services()
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store_uri(cls, v: Any) -> Any:
+        return {"uri": v} if isinstance(v, str) else v  # `store: s3://...` is short for `store: {uri: ...}`
 
     @model_validator(mode="after")
     def _inputs_present(self) -> "PipelineSpec":
@@ -194,7 +233,10 @@ class PipelineSpec(Model):
 def _describe(error: dict[str, Any]) -> str:
     where = ".".join(str(p) for p in error["loc"]) or "(spec)"
     value = error.get("input")
-    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    if isinstance(value, dict) or SECRETISH.search(where):
+        shown = ""  # never echo what may be a credential
+    else:
+        shown = f" (got {value!r})"
     return f"{where}: {error['msg']}{shown}"
 
 

@@ -1,4 +1,5 @@
-"""A stage that fails leaves no artifact, says why, and the next run resumes at that stage."""
+"""A small pipeline on both stores: a stage that fails leaves no artifact, says why, and the
+next run resumes at that stage and runs to the end."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import sys
 import pytest
 import yaml
 
-from conftest import ROOT
+from seft.spec import StoreConfig
+from seft.storage import open_store
+
+from conftest import ROOT, new_bucket
 
 pytestmark = pytest.mark.e2e
 
 
-def tiny_spec(tmp_path, callable_: str):
+def tiny_spec(tmp_path, callable_: str, store: dict):
     data = yaml.safe_load((ROOT / "examples" / "quickstart.yaml").read_text())
-    data.update(name="tiny", store=f"file://{tmp_path}/runs")
+    data.update(name="tiny", store=store)
     data["bootstrap"].update(preference_prompts=240, unlabelled_prompts=32)
     for training in (data["bootstrap"]["policy_training"], data["bootstrap"]["generator_training"],
                      data["reviser_training"], data["policy_training"]):
@@ -33,19 +37,32 @@ def run(tmp_path, spec):
                           capture_output=True, timeout=900)
 
 
-def test_failed_stage_leaves_nothing_and_the_fixed_run_resumes_there(tmp_path):
+@pytest.fixture(params=["file", "s3"])
+def store(request, tmp_path):
+    """(store settings for the spec, the same store opened here)."""
+    if request.param == "file":
+        cfg = {"uri": f"file://{tmp_path}/runs"}
+    else:
+        endpoint, _ = request.getfixturevalue("s3_server")
+        request.getfixturevalue("s3_env")
+        cfg = {"uri": f"s3://{new_bucket(endpoint)}/runs", "endpoint": endpoint, "secure": False}
+    return cfg, open_store(StoreConfig(**cfg), "tiny")
+
+
+def test_failed_stage_leaves_nothing_and_the_fixed_run_resumes_there(tmp_path, store):
+    cfg, opened = store
     run_dir = tmp_path / "runs" / "tiny"
-    failed = run(tmp_path, tiny_spec(tmp_path, "seft.tasks.sorting:no_such_function"))
+    failed = run(tmp_path, tiny_spec(tmp_path, "seft.tasks.sorting:no_such_function", cfg))
     assert failed.returncode == 1
     assert "service 'labeller' exited" in failed.stderr and "cannot import" in failed.stderr
     state = json.loads((run_dir / "run.json").read_text())["stages"]
     assert [state[s]["state"] for s in ("bootstrap", "prepare", "warmup", "label", "adapt")] == \
         ["done", "done", "done", "failed", "pending"]
     assert "labeller" in state["label"]["error"]
-    assert not (run_dir / "label").exists()
-    assert not list((run_dir / ".staging").glob("*")) if (run_dir / ".staging").exists() else True
+    assert opened.manifest("label") is None and [k for k, _ in opened.list("label")] == []
+    assert not (run_dir / ".staging").exists() or not list((run_dir / ".staging").iterdir())
 
-    fixed = run(tmp_path, tiny_spec(tmp_path, "seft.tasks.sorting:score"))
+    fixed = run(tmp_path, tiny_spec(tmp_path, "seft.tasks.sorting:score", cfg))
     assert fixed.returncode == 0, fixed.stdout[-3000:] + fixed.stderr[-3000:]
     assert "warmup: up to date, skipped" in fixed.stdout and "> label" in fixed.stdout
     report = json.loads((run_dir / "report.json").read_text())

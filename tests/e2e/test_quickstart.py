@@ -1,5 +1,6 @@
-"""`seft run examples/quickstart.yaml` to the end: killed mid-stage and resumed, re-run with every
-stage skipped, and the report's numbers (the acceptance of the walking skeleton)."""
+"""`seft run examples/quickstart.yaml` to the end with its store on a real S3 server (moto) on
+loopback: killed mid-stage and resumed, re-run with every stage skipped, and the report's
+numbers. (The file:// store runs the whole pipeline in test_failures.py.)"""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from seft.storage import sha256_file
+from seft.spec import StoreConfig
+from seft.storage import open_store
 
-from conftest import ROOT
+from conftest import ROOT, S3_SECRET, new_bucket
 
 pytestmark = pytest.mark.e2e
 QUICKSTART = ROOT / "examples" / "quickstart.yaml"
@@ -31,9 +33,11 @@ def seft(*args, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(seft_cmd(*args), cwd=cwd, text=True, capture_output=True, timeout=1800)
 
 
-def artifact_hashes(run_dir: Path, stage: str) -> dict[str, str]:
-    root = run_dir / stage
-    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+def artifact_hashes(store, stage: str) -> dict[str, str]:
+    """sha256 of every file of a published artifact, read from the store (and verified)."""
+    manifest = store.manifest(stage)
+    store.fetch(stage)  # downloads and checks every file against these hashes
+    return {rel: entry["sha256"] for rel, entry in manifest["files"].items()}
 
 
 def stage_state(run_dir: Path, stage: str) -> str | None:
@@ -55,9 +59,13 @@ def our_processes(marker: str) -> list[str]:
     return out
 
 
-def test_quickstart_kill_resume_skip_and_report(tmp_path):
-    run_dir = tmp_path / "runs" / "quickstart"
-    run_args = ("run", str(QUICKSTART), "--set", f"store=file://{tmp_path}/runs")
+def test_quickstart_on_s3_kill_resume_skip_and_report(tmp_path, s3_server, s3_env):
+    endpoint, _ = s3_server
+    bucket = new_bucket(endpoint)
+    run_dir = tmp_path / "runs" / "quickstart"  # the local workdir: run.json, logs, report.json
+    run_args = ("run", str(QUICKSTART), "--workdir", str(tmp_path / "runs"), "--set", f"store.uri=s3://{bucket}/team",
+                "--set", f"store.endpoint={endpoint}", "--set", "store.secure=false")
+    store = open_store(StoreConfig(uri=f"s3://{bucket}/team", endpoint=endpoint, secure=False), "quickstart")
 
     # 1. SIGKILL the run while the adapt stage is training.
     with (tmp_path / "first.log").open("w") as log:
@@ -70,9 +78,9 @@ def test_quickstart_kill_resume_skip_and_report(tmp_path):
         time.sleep(8)  # well inside the training
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    before = {stage: artifact_hashes(run_dir, stage) for stage in EARLIER}
+    before = {stage: artifact_hashes(store, stage) for stage in EARLIER}
     assert all(before.values())
-    assert not (run_dir / "adapt").exists()  # nothing half-written is visible
+    assert store.manifest("adapt") is None  # nothing half-written is visible
     status = seft("status", str(run_dir), "--json", cwd=tmp_path)
     assert json.loads(status.stdout)["stages"]["adapt"]["state"] == "interrupted"
     deadline = time.monotonic() + 60  # the executor's children die with it (PDEATHSIG)
@@ -86,7 +94,7 @@ def test_quickstart_kill_resume_skip_and_report(tmp_path):
     for stage in EARLIER:
         assert f"{stage}: up to date, skipped" in second.stdout
     assert "> adapt" in second.stdout
-    assert {stage: artifact_hashes(run_dir, stage) for stage in EARLIER} == before
+    assert {stage: artifact_hashes(store, stage) for stage in EARLIER} == before
 
     # The report: what README command 1 prints, and the acceptance numbers.
     report = json.loads((run_dir / "report.json").read_text())
@@ -104,11 +112,18 @@ def test_quickstart_kill_resume_skip_and_report(tmp_path):
         assert text in second.stdout
 
     # 3. Re-running a finished run skips every stage and changes nothing.
-    finished = {stage: artifact_hashes(run_dir, stage) for stage in ALL}
+    finished = {stage: artifact_hashes(store, stage) for stage in ALL}
     third = seft(*run_args, cwd=tmp_path)
     assert third.returncode == 0, third.stderr[-3000:]
     assert all(f"{stage}: up to date, skipped" in third.stdout for stage in ALL)
     assert "> " not in third.stdout.replace("up to date", "")
-    assert {stage: artifact_hashes(run_dir, stage) for stage in ALL} == finished
+    assert {stage: artifact_hashes(store, stage) for stage in ALL} == finished
     status = seft("status", "quickstart", cwd=tmp_path)  # a run name is looked up under ./runs
     assert status.returncode == 0 and status.stdout.count("done (skipped)") == len(ALL)
+
+    # The report is in the bucket too, and no credential reached any output or log.
+    store.download("report.json", tmp_path / "report-from-s3.json")
+    assert json.loads((tmp_path / "report-from-s3.json").read_text())["metrics"] == metrics
+    outputs = [(tmp_path / "first.log").read_text(), second.stdout, second.stderr, third.stdout, third.stderr]
+    outputs += [log.read_text(errors="replace") for log in (run_dir / "logs").iterdir()]
+    assert not any(S3_SECRET in text for text in outputs)

@@ -2,8 +2,11 @@ import json
 
 import pytest
 
-from seft.errors import SeftError
-from seft.storage import MANIFEST, fingerprint, manifest_digest, open_store, sha256_file, validate_key
+from pydantic import ValidationError
+
+from seft.errors import SeftError, SpecError
+from seft.spec import StoreConfig, parse_spec
+from seft.storage import fingerprint, manifest_digest, open_store, validate_key
 
 
 @pytest.mark.parametrize("key", ["", "../x", "a/../../b", "/etc/passwd", "a//b", "a/./b", "a\\b", "a\x00b",
@@ -18,10 +21,14 @@ def test_good_keys(key):
     assert validate_key(key) == key
 
 
-@pytest.mark.parametrize("uri, needle", [("s3://bucket/x", "not available"), ("gs://b", "unsupported"),
-                                         ("./runs", "unsupported")])
-def test_bad_store_uris(uri, needle):
-    with pytest.raises(SeftError, match=needle):
+@pytest.mark.parametrize("uri, needle", [("gs://b", "expected file://PATH or s3://"),
+                                         ("./runs", "expected file://PATH or s3://"),
+                                         ("s3://Bad_Bucket/x", "not a valid bucket name"),
+                                         ("s3://bucket/../x", "object key")])
+def test_bad_store_uris(uri, needle, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "a")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "b")
+    with pytest.raises((SeftError, SpecError), match=needle):
         open_store(uri, "run")
 
 
@@ -30,41 +37,20 @@ def test_run_name_cannot_escape_the_store(tmp_path):
         open_store(f"file://{tmp_path}", "../elsewhere")
 
 
-def test_publish_writes_manifest_with_hashes_and_counts(tmp_path):
-    store = open_store(f"file://{tmp_path}", "run")
-    staging = store.staging("prepare")
-    (staging / "data.jsonl").write_text('{"a": 1}\n{"a": 2}\n\n')
-    (staging / "model").mkdir()
-    (staging / "model" / "w.bin").write_bytes(b"\x00" * 10)
-    assert store.manifest("prepare") is None  # nothing visible before publish
-    manifest = store.publish(staging, "prepare", {"stage": "prepare", "fingerprint": "f"})
-    assert not staging.exists()
-    on_disk = json.loads((tmp_path / "run" / "prepare" / MANIFEST).read_text())
-    assert on_disk == manifest == store.manifest("prepare")
-    assert manifest["files"]["data.jsonl"]["records"] == 2
-    assert manifest["files"]["model/w.bin"] == {"sha256": sha256_file(tmp_path / "run/prepare/model/w.bin"),
-                                                "bytes": 10}
+def test_s3_without_credentials_says_where_they_come_from(monkeypatch):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(SeftError, match="no S3 credentials: set AWS_ACCESS_KEY_ID"):
+        open_store(StoreConfig(uri="s3://bucket", endpoint="127.0.0.1:9"), "run")
 
 
-def test_republish_replaces_the_old_artifact_whole(tmp_path):
-    store = open_store(f"file://{tmp_path}", "run")
-    first = store.staging("s")
-    (first / "old.txt").write_text("old")
-    store.publish(first, "s", {"fingerprint": "1"})
-    second = store.staging("s")
-    (second / "new.txt").write_text("new")
-    store.publish(second, "s", {"fingerprint": "2"})
-    assert sorted(p.name for p in store.path("s").iterdir()) == [MANIFEST, "new.txt"]
-    assert store.manifest("s")["fingerprint"] == "2"
-
-
-def test_interrupted_stage_leaves_nothing_visible_and_clean_removes_it(tmp_path):
-    store = open_store(f"file://{tmp_path}", "run")
-    staging = store.staging("s")
-    (staging / "half.jsonl").write_text('{"a": 1}\n')  # the stage dies here, before publish
-    assert store.manifest("s") is None and not store.path("s").exists()
-    store.clean()
-    assert not staging.exists()
+def test_credentials_in_the_spec_are_refused_without_echoing_them():
+    with pytest.raises(ValidationError) as err:
+        StoreConfig(uri="s3://b", secret_key="hunter2-very-secret")
+    assert "credentials never go in the spec" in str(err.value)
+    with pytest.raises(SpecError) as err:
+        parse_spec({"name": "x", "store": {"uri": "s3://b", "access_key": "AKIA-SECRET-VALUE"}, "critics": []})
+    assert "AKIA-SECRET-VALUE" not in str(err.value)
 
 
 def test_fingerprint_depends_on_params_and_inputs():

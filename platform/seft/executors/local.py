@@ -23,7 +23,7 @@ import yaml
 from seft.errors import SeftError
 from seft.spec import PipelineSpec, Training
 from seft.stages import ServiceSpec, Stage
-from seft.storage import FileStore, fingerprint, manifest_digest, open_store, write_atomic
+from seft.storage import Store, fingerprint, manifest_digest, open_store, write_atomic
 from seft.train import TrainJob, torchrun_command
 
 SERVICE_START_TIMEOUT = 600.0
@@ -77,14 +77,17 @@ def serve_argv(svc: ServiceSpec, port_file: Path, max_batch: int) -> list[str]:
 class Context:
     """What a stage sees of the executor."""
 
-    def __init__(self, spec: PipelineSpec, store: FileStore, stage: str, out: Path, console):
-        self.spec, self.store, self.stage, self.out, self.console = spec, store, stage, out, console
-        self.logs = store.root / "logs"
+    def __init__(self, spec: PipelineSpec, store: Store, work: Path, stage: str, out: Path, console):
+        self.spec, self.store, self.work, self.stage, self.out, self.console = spec, store, work, stage, out, console
+        self.logs = work / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
+        self._inputs: dict[str, Path] = {}
 
     def input(self, stage: str) -> Path:
-        """The published artifact directory of an earlier stage."""
-        return self.store.path(stage)
+        """A verified local copy of an earlier stage's artifact (downloaded once, then cached)."""
+        if stage not in self._inputs:
+            self._inputs[stage] = self.store.fetch(stage)
+        return self._inputs[stage]
 
     def model(self, role: str) -> str:
         """policy | reviser_base | generator: from bootstrap when it runs, else the spec."""
@@ -96,7 +99,7 @@ class Context:
     def services(self, **named: ServiceSpec):
         """Start the named services in parallel; yield {name: endpoint}; stop them after."""
         procs: dict[str, tuple[subprocess.Popen, Path, Path]] = {}
-        run_dir = self.store.root / ".services"
+        run_dir = self.work / ".services"
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
             for name, svc in named.items():  # spawned from this thread: PDEATHSIG is per thread
@@ -191,11 +194,15 @@ class RunState:
         write_atomic(self.path, json.dumps(self.data, indent=2))
 
 
-def run_pipeline(spec: PipelineSpec, stages: list[Stage], console) -> dict:
-    store = open_store(spec.store, spec.name)
-    store.root.mkdir(parents=True, exist_ok=True)
+def run_pipeline(spec: PipelineSpec, stages: list[Stage], console, workdir: Path = Path("runs")) -> dict:
+    """Run the stages in order; run.json, logs and report.json go to <workdir>/<name>/, artifacts
+    to the spec's store (by default the same directory)."""
+    work = workdir / spec.name
+    work.mkdir(parents=True, exist_ok=True)
+    store = open_store(spec.store, spec.name, scratch=work / ".staging")
+    shutil.rmtree(work / ".staging", ignore_errors=True)
     store.clean()
-    state = RunState(store.root / "run.json", spec.name)
+    state = RunState(work / "run.json", spec.name)
     for st in stages:
         if state.data["stages"].get(st.name, {}).get("state") != "done":
             state.set(st.name, state="pending")
@@ -217,7 +224,7 @@ def run_pipeline(spec: PipelineSpec, stages: list[Stage], console) -> dict:
         state.set(st.name, state="running", started=t0, finished=None, seconds=None, error=None, skipped=False)
         staging = store.staging(st.name)
         try:
-            summary = st.run(Context(spec, store, st.name, staging, console)) or {}
+            summary = st.run(Context(spec, store, work, st.name, staging, console)) or {}
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
             reason = str(exc) or type(exc).__name__
@@ -233,8 +240,10 @@ def run_pipeline(spec: PipelineSpec, stages: list[Stage], console) -> dict:
         digests[st.name], summaries[st.name] = manifest_digest(manifest), summary
         state.set(st.name, state="done", finished=t1, seconds=t1 - t0, uri=store.uri(st.name))
         console.print(f"[green]  {st.name} done in {t1 - t0:.1f}s[/green]")
-    report = {"name": spec.name, "run_dir": str(store.root), "recipe": spec.recipe, "seed": spec.seed,
-              "wall_seconds": time.time() - started, "stages": state.data["stages"], "summaries": summaries,
-              "metrics": summaries.get("evaluate", {}).get("metrics", {})}
-    write_atomic(store.root / "report.json", json.dumps(report, indent=2))
+    report = {"name": spec.name, "run_dir": str(work), "store": store.uri(), "recipe": spec.recipe,
+              "seed": spec.seed, "wall_seconds": time.time() - started, "stages": state.data["stages"],
+              "summaries": summaries, "metrics": summaries.get("evaluate", {}).get("metrics", {})}
+    text = json.dumps(report, indent=2)
+    write_atomic(work / "report.json", text)
+    store.put_text("report.json", text)
     return report

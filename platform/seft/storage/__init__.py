@@ -1,0 +1,39 @@
+"""Artifact storage: `file://` (local default) and `s3://` (MinIO) behind one interface."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from seft.errors import SeftError
+from seft.storage.base import (MANIFEST, Store, describe_files, fingerprint, join, manifest_digest, sha256_file,
+                               validate_key, write_atomic)
+
+__all__ = ["MANIFEST", "Store", "describe_files", "fingerprint", "manifest_digest", "open_store", "sha256_file",
+           "validate_key", "write_atomic"]
+
+
+def open_store(cfg, prefix: str = "", scratch: Path | None = None) -> Store:
+    """The store at `cfg.uri` (a StoreConfig, or a URI string), narrowed to `prefix`.
+    `scratch` is a local directory for staging artifacts before an s3:// upload."""
+    from seft.spec import StoreConfig, validate
+
+    if isinstance(cfg, str):
+        cfg = validate(StoreConfig, {"uri": cfg}, "store")
+    if prefix:
+        validate_key(prefix)
+    uri = cfg.uri
+    if uri.startswith("file://"):
+        from seft.storage.local import FileStore
+
+        root = Path(uri[len("file://"):] or ".")
+        return FileStore(root / prefix if prefix else root)
+    if uri.startswith("s3://"):
+        from seft.storage.s3 import S3Store
+
+        bucket, _, base = uri[len("s3://"):].partition("/")
+        base = base.strip("/")
+        if base:
+            validate_key(base)
+        return S3Store(cfg, bucket, join(base, prefix), scratch or Path(tempfile.mkdtemp(prefix="seft-staging-")))
+    raise SeftError(f"store {uri!r}: unsupported URI, expected file://PATH or s3://BUCKET[/PREFIX]")
