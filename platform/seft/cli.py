@@ -82,7 +82,7 @@ def _pid_alive(pid) -> bool:
 def _store_at(args, uri: str):
     """(store, key) for a store URI given on the command line."""
     from seft.spec import StoreConfig, load_spec
-    from seft.storage import open_store
+    from seft.storage import open_store, validate_key
 
     if uri.startswith("s3://"):
         bucket, _, key = uri[len("s3://"):].partition("/")
@@ -92,22 +92,22 @@ def _store_at(args, uri: str):
         root, key = ("file:///", path.lstrip("/")) if path.startswith("/") else ("file://.", path)
     else:
         raise SeftError(f"{uri!r}: expected a store URI, file://PATH or s3://BUCKET/KEY")
+    key = key.strip("/")
+    if key:
+        validate_key(key)  # before any connection is made
     if args.spec:
         settings = load_spec(args.spec).store.model_dump(exclude={"uri"})
     else:
         settings = {"endpoint": args.endpoint, "secure": not args.insecure, "region": args.region,
                     "ca_bundle": args.ca_bundle, "credentials_dir": args.credentials_dir}
-    return open_store(StoreConfig(uri=root, **settings)), key.strip("/")
+    return open_store(StoreConfig(uri=root, **settings)), key
 
 
 def cmd_store(args) -> int:
     if args.action == "ls":
         store, key = _store_at(args, args.uri)
-        total = 0
         for name, size in store.list(key):
-            print(f"{size:>12}  {name}")
-            total += size
-        print(f"{total:>12}  total", file=sys.stderr)
+            print(f"{size:>12}  {store.uri(name)}")
     elif args.action == "rm":
         store, key = _store_at(args, args.uri)
         if not key:
@@ -116,29 +116,34 @@ def cmd_store(args) -> int:
         if not removed:
             raise SeftError(f"{args.uri!r}: nothing to remove")
         print(f"removed {removed} objects")
-    else:  # cp: exactly one side is a store URI
-        src_remote, dst_remote = "://" in args.src, "://" in args.dst
-        if src_remote == dst_remote:
-            raise SeftError("store cp copies between a store URI and a local path (one of each)")
-        if src_remote:
-            store, key = _store_at(args, args.src)
-            objects = list(store.list(key))
-            if not objects:
-                raise SeftError(f"{args.src!r}: no such object or prefix")
-            for name, _ in objects:
-                rel = Path(name).relative_to(key) if name != key else Path(Path(key).name)
-                store.download(name, Path(args.dst) / rel if len(objects) > 1 or Path(args.dst).is_dir()
-                               else Path(args.dst))
+    elif "://" in args.src and "://" not in args.dst:
+        store, key = _store_at(args, args.src)
+        objects = [name for name, _ in store.list(key)]
+        if not objects:
+            raise SeftError(f"{args.src!r}: no such object or prefix")
+        dst = Path(args.dst)
+        if objects == [key]:  # one object: to a file, or into a directory
+            store.download(key, dst / Path(key).name if dst.is_dir() else dst)
         else:
-            store, key = _store_at(args, args.dst)
-            src = Path(args.src)
-            files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
-            if not files:
-                raise SeftError(f"{args.src!r}: no such file or directory")
+            for name in objects:
+                store.download(name, dst / Path(name).relative_to(key))
+        print(f"copied {len(objects)} objects to {dst}")
+    elif "://" in args.dst and "://" not in args.src:
+        store, key = _store_at(args, args.dst)
+        src = Path(args.src)
+        if src.is_file():
+            store.upload(src, f"{key}/{src.name}" if args.dst.endswith("/") or not key else key)
+            count = 1
+        elif src.is_dir():
+            files = sorted(p for p in src.rglob("*") if p.is_file())
             for path in files:
-                store.upload(path, "/".join(filter(None, [key, path.relative_to(src).as_posix()]))
-                             if path != src else key or path.name)
-        print(f"copied {args.src} -> {args.dst}")
+                store.upload(path, "/".join(filter(None, [key, path.relative_to(src).as_posix()])))
+            count = len(files)
+        else:
+            raise SeftError(f"{args.src!r}: no such file or directory")
+        print(f"copied {count} files to {args.dst}")
+    else:
+        raise SeftError("store cp copies between a store URI and a local path (one of each)")
     return 0
 
 

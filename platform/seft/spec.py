@@ -283,4 +283,7 @@ def load_yaml(path: str | Path, overrides: list[str] = ()) -> Any:
 
 
 def load_spec(path: str | Path, overrides: list[str] = ()) -> PipelineSpec:
-    return parse_spec(load_yaml(path, overrides), str(path))
+    data = load_yaml(path)
+    if isinstance(data, dict) and isinstance(data.get("store"), str):
+        data["store"] = {"uri": data["store"]}  # the shorthand, expanded so --set store.x=... works
+    return parse_spec(apply_overrides(data, list(overrides)) if isinstance(data, dict) else data, str(path))
