@@ -1,11 +1,17 @@
-"""A small pipeline on both stores: a stage that fails leaves no artifact, says why, and the
-next run resumes at that stage and runs to the end."""
+"""A small pipeline, on each store, in which a stage fails: it says why, leaves no artifact, and
+the next run resumes at that stage and runs to the end.
+
+- file://: the labelling critic cannot be imported (a bad spec), then the spec is fixed;
+- s3://: the S3 server goes away while the warmup stage trains (a loopback proxy in front of
+  moto cuts every connection, see tests/faults.py), so its checkpoint upload fails; then the
+  server is back."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -13,12 +19,14 @@ import yaml
 from seft.spec import StoreConfig
 from seft.storage import open_store
 
-from conftest import ROOT, new_bucket
+from conftest import ROOT, S3_SECRET, new_bucket
+from faults import TcpProxy
 
 pytestmark = pytest.mark.e2e
+SCORE = "seft.tasks.sorting:score"
 
 
-def tiny_spec(tmp_path, callable_: str, store: dict):
+def tiny_spec(tmp_path, store: dict, callable_: str = SCORE):
     data = yaml.safe_load((ROOT / "examples" / "quickstart.yaml").read_text())
     data.update(name="tiny", store=store)
     data["bootstrap"].update(preference_prompts=240, unlabelled_prompts=32)
@@ -32,39 +40,66 @@ def tiny_spec(tmp_path, callable_: str, store: dict):
     return path
 
 
-def run(tmp_path, spec):
+def seft_run(tmp_path, spec, **kw):
     return subprocess.run([sys.executable, "-m", "seft.cli", "run", str(spec)], cwd=tmp_path, text=True,
-                          capture_output=True, timeout=900)
+                          capture_output=True, timeout=900, **kw)
 
 
-@pytest.fixture(params=["file", "s3"])
-def store(request, tmp_path):
-    """(store settings for the spec, the same store opened here)."""
-    if request.param == "file":
-        cfg = {"uri": f"file://{tmp_path}/runs"}
-    else:
-        endpoint, _ = request.getfixturevalue("s3_server")
-        request.getfixturevalue("s3_env")
-        cfg = {"uri": f"s3://{new_bucket(endpoint)}/runs", "endpoint": endpoint, "secure": False}
-    return cfg, open_store(StoreConfig(**cfg), "tiny")
+def stages(run_dir):
+    return json.loads((run_dir / "run.json").read_text())["stages"]
 
 
-def test_failed_stage_leaves_nothing_and_the_fixed_run_resumes_there(tmp_path, store):
-    cfg, opened = store
-    run_dir = tmp_path / "runs" / "tiny"
-    failed = run(tmp_path, tiny_spec(tmp_path, "seft.tasks.sorting:no_such_function", cfg))
-    assert failed.returncode == 1
-    assert "service 'labeller' exited" in failed.stderr and "cannot import" in failed.stderr
-    state = json.loads((run_dir / "run.json").read_text())["stages"]
-    assert [state[s]["state"] for s in ("bootstrap", "prepare", "warmup", "label", "adapt")] == \
-        ["done", "done", "done", "failed", "pending"]
-    assert "labeller" in state["label"]["error"]
-    assert opened.manifest("label") is None and [k for k, _ in opened.list("label")] == []
-    assert not (run_dir / ".staging").exists() or not list((run_dir / ".staging").iterdir())
-
-    fixed = run(tmp_path, tiny_spec(tmp_path, "seft.tasks.sorting:score", cfg))
+def check_resumed_to_the_end(tmp_path, spec, run_dir, skipped: str, rerun: str):
+    fixed = seft_run(tmp_path, spec)
     assert fixed.returncode == 0, fixed.stdout[-3000:] + fixed.stderr[-3000:]
-    assert "warmup: up to date, skipped" in fixed.stdout and "> label" in fixed.stdout
+    assert f"{skipped}: up to date, skipped" in fixed.stdout and f"> {rerun}" in fixed.stdout
     report = json.loads((run_dir / "report.json").read_text())
     assert set(report["metrics"]["policy"]) == {"initial", "internal", "external"}
     assert report["metrics"]["reviser"]["adaptive"]["sort-rule"]["all"]["n"] == 8 * 7
+    return fixed
+
+
+def test_file_store_failed_stage_then_fixed_spec(tmp_path):
+    cfg = {"uri": f"file://{tmp_path}/runs"}
+    store, run_dir = open_store(StoreConfig(**cfg), "tiny"), tmp_path / "runs" / "tiny"
+    failed = seft_run(tmp_path, tiny_spec(tmp_path, cfg, "seft.tasks.sorting:no_such_function"))
+    assert failed.returncode == 1
+    assert "service 'labeller' exited" in failed.stderr and "cannot import" in failed.stderr
+    state = stages(run_dir)
+    assert [state[s]["state"] for s in ("bootstrap", "prepare", "warmup", "label", "adapt")] == \
+        ["done", "done", "done", "failed", "pending"]
+    assert "labeller" in state["label"]["error"]
+    assert store.manifest("label") is None and [k for k, _ in store.list("label")] == []
+    assert not (run_dir / ".staging").exists() or not list((run_dir / ".staging").iterdir())
+    check_resumed_to_the_end(tmp_path, tiny_spec(tmp_path, cfg), run_dir, skipped="warmup", rerun="label")
+
+
+def test_s3_server_gone_during_a_stage_then_back(tmp_path, s3_server, s3_env):
+    endpoint, port = s3_server
+    proxy = TcpProxy(port)
+    bucket = new_bucket(endpoint)
+    cfg = {"uri": f"s3://{bucket}/runs", "endpoint": proxy.endpoint, "secure": False, "retries": 2}
+    direct = open_store(StoreConfig(uri=f"s3://{bucket}/runs", endpoint=endpoint, secure=False), "tiny")
+    run_dir, spec = tmp_path / "runs" / "tiny", tiny_spec(tmp_path, cfg)
+
+    proc = subprocess.Popen([sys.executable, "-m", "seft.cli", "run", str(spec)], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    train_log = run_dir / "logs" / "warmup-reviser-train.log"
+    deadline = time.monotonic() + 600
+    while not train_log.exists():  # warmup has read its inputs and is training
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proxy.cut()  # the store is gone before warmup publishes its checkpoint
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1
+    assert proxy.endpoint in err and f"s3://{bucket}/runs/tiny/warmup/" in err and "unreachable" in err
+    state = stages(run_dir)
+    assert [state[s]["state"] for s in ("bootstrap", "prepare", "warmup")] == ["done", "done", "failed"]
+    assert direct.manifest("warmup") is None  # nothing visible
+    assert direct.manifest("prepare") is not None
+    assert S3_SECRET not in out + err
+
+    proxy.restore()
+    fixed = check_resumed_to_the_end(tmp_path, spec, run_dir, skipped="prepare", rerun="warmup")
+    assert S3_SECRET not in fixed.stdout + fixed.stderr
+    assert direct.manifest("evaluate") is not None

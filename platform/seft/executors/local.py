@@ -223,8 +223,13 @@ def run_pipeline(spec: PipelineSpec, stages: list[Stage], console, workdir: Path
         t0 = time.time()
         state.set(st.name, state="running", started=t0, finished=None, seconds=None, error=None, skipped=False)
         staging = store.staging(st.name)
-        try:
+        try:  # the stage's work and its publish: if either fails, nothing is visible
             summary = st.run(Context(spec, store, work, st.name, staging, console)) or {}
+            t1 = time.time()
+            manifest = store.publish(staging, st.name, {
+                "stage": st.name, "fingerprint": fp, "params": params,
+                "inputs": {name: {"uri": store.uri(name), "digest": digests[name]} for name in st.inputs},
+                "summary": summary, "started": t0, "finished": t1, "seconds": t1 - t0})
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
             reason = str(exc) or type(exc).__name__
@@ -232,11 +237,6 @@ def run_pipeline(spec: PipelineSpec, stages: list[Stage], console, workdir: Path
             if isinstance(exc, (SeftError, KeyboardInterrupt)):
                 raise
             raise SeftError(f"stage {st.name} failed: {type(exc).__name__}: {reason}") from exc
-        t1 = time.time()
-        manifest = store.publish(staging, st.name, {
-            "stage": st.name, "fingerprint": fp, "params": params,
-            "inputs": {name: {"uri": store.uri(name), "digest": digests[name]} for name in st.inputs},
-            "summary": summary, "started": t0, "finished": t1, "seconds": t1 - t0})
         digests[st.name], summaries[st.name] = manifest_digest(manifest), summary
         state.set(st.name, state="done", finished=t1, seconds=t1 - t0, uri=store.uri(st.name))
         console.print(f"[green]  {st.name} done in {t1 - t0:.1f}s[/green]")
