@@ -147,6 +147,53 @@ def cmd_store(args) -> int:
     return 0
 
 
+def _revise_items(args) -> list[dict]:
+    if args.input:
+        if args.prompt or args.response:
+            raise SeftError("give --input FILE or --prompt/--response, not both")
+        from seft.records import read_jsonl
+
+        items = []
+        for i, rec in enumerate(read_jsonl(args.input), 1):
+            prompt, response = rec.get("prompt"), rec.get("response")
+            if isinstance(prompt, str):
+                prompt = [{"role": "user", "content": prompt}]
+            if not isinstance(prompt, list) or not prompt or not isinstance(response, str):
+                raise SeftError(f"{args.input}:{i}: needs 'prompt' (text or messages) and 'response' (text)")
+            items.append({**rec, "prompt": prompt})
+        return items
+    if args.prompt is None or args.response is None:
+        raise SeftError("give --prompt and --response, or --input FILE")
+    return [{"prompt": [{"role": "user", "content": args.prompt}], "response": args.response}]
+
+
+def cmd_revise(args) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from seft.client import ClientTLS, ReviserClient
+    from seft.records import write_jsonl
+    from seft.spec import Sampling
+
+    items = _revise_items(args)
+    tls = ClientTLS(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None
+    sampling = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+    with ReviserClient(args.endpoint, batch_size=args.batch_size, tls=tls) as client, \
+            Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("revising", total=len(items))
+        revisions = client.revise([(it["prompt"], it["response"]) for it in items], sampling,
+                                  on_batch=lambda n: bar.advance(task, n))
+    rows = [{**it, "label": r.label.value if r.label else None, "revised": r.revised, "revision": r.text}
+            for it, r in zip(items, revisions)]
+    if args.output:
+        write_jsonl(args.output, rows)
+        print(f"revised {sum(r['revised'] for r in rows)} of {len(rows)}; wrote {args.output}", file=sys.stderr)
+    else:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+    return 0
+
+
 def cmd_train(args) -> int:
     from seft.train import torchrun_command
 
@@ -161,16 +208,19 @@ def cmd_train(args) -> int:
 
 def cmd_serve(args) -> int:
     from seft_services.protocol import Limits
-    from seft_services.server import Server, build_backend, configure_logging, run_forever
+    from seft_services.server import Server, ServerTLS, build_backend, configure_logging, run_forever
 
     configure_logging()
+    if bool(args.tls_cert) != bool(args.tls_key) or (args.tls_client_ca and not args.tls_cert):
+        raise SeftError("TLS needs --tls-cert and --tls-key together (and them for --tls-client-ca)")
+    tls = ServerTLS(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
     try:
         backend = build_backend(args.kind, model=args.model, label_first=not args.no_labels,
                                 critic_backend=args.critic, critic_callable=args.callable)
-    except ValueError as exc:
+        server = Server({args.kind: backend}, host=args.host, port=args.port, tls=tls, metrics_port=args.metrics_port,
+                        limits=Limits(max_batch=args.max_batch, max_new_tokens=args.max_new_tokens))
+    except (ValueError, OSError) as exc:
         raise SeftError(str(exc)) from None
-    server = Server({args.kind: backend}, host=args.host, port=args.port,
-                    limits=Limits(max_batch=args.max_batch, max_new_tokens=args.max_new_tokens))
     run_forever(server, args.port_file)
     return 0
 
@@ -232,7 +282,25 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("--port-file", help="write the bound port here once serving")
     sv.add_argument("--max-batch", type=int, default=256)
     sv.add_argument("--max-new-tokens", type=int, default=4096)
+    sv.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (0: any free port)")
+    sv.add_argument("--tls-cert", help="PEM certificate: serve TLS")
+    sv.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    sv.add_argument("--tls-client-ca", help="PEM CA: require client certificates it signed (mutual TLS)")
     sv.set_defaults(func=cmd_serve)
+
+    rv = sub.add_parser("revise", help="revise one response, or a JSONL file of them, with a reviser service")
+    rv.add_argument("--endpoint", required=True, help="host:port of a reviser")
+    rv.add_argument("--prompt", help="the prompt (a user message)")
+    rv.add_argument("--response", help="the response to revise")
+    rv.add_argument("--input", help='JSONL of {"prompt": str or messages, "response": str}')
+    rv.add_argument("--output", help="JSONL written with label, revised and revision added (default stdout)")
+    rv.add_argument("--batch-size", type=int, default=32)
+    rv.add_argument("--max-new-tokens", type=int, default=256)
+    rv.add_argument("--temperature", type=float, default=0.0)
+    rv.add_argument("--tls-ca", help="PEM CA of the server's certificate: connect with TLS")
+    rv.add_argument("--tls-cert", help="client certificate (mutual TLS)")
+    rv.add_argument("--tls-key", help="client key (mutual TLS)")
+    rv.set_defaults(func=cmd_revise)
     return p
 
 

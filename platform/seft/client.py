@@ -10,6 +10,7 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
@@ -26,11 +27,29 @@ _RETRY = json.dumps({"methodConfig": [{
                     "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]})
 
 
-def channel(endpoint: str, max_message_bytes: int = 64 << 20) -> grpc.Channel:
-    return grpc.insecure_channel(endpoint, options=[
-        ("grpc.service_config", _RETRY), ("grpc.enable_retries", 1),
-        ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.max_send_message_length", max_message_bytes)])
+@dataclass(frozen=True)
+class ClientTLS:
+    """PEM files: the CA that signed the server's certificate, and for mutual TLS the client's
+    own certificate and key."""
+
+    ca: str
+    cert: str | None = None
+    key: str | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        def read(path: str | None) -> bytes | None:
+            return Path(path).read_bytes() if path else None
+
+        return grpc.ssl_channel_credentials(read(self.ca), read(self.key), read(self.cert))
+
+
+def channel(endpoint: str, tls: ClientTLS | None = None, max_message_bytes: int = 64 << 20) -> grpc.Channel:
+    options = [("grpc.service_config", _RETRY), ("grpc.enable_retries", 1),
+               ("grpc.max_receive_message_length", max_message_bytes),
+               ("grpc.max_send_message_length", max_message_bytes)]
+    if tls is not None:
+        return grpc.secure_channel(endpoint, tls.credentials(), options=options)
+    return grpc.insecure_channel(endpoint, options=options)
 
 
 def _sampling(s: Sampling | None, seed: int | None) -> common_pb2.SamplingParams:
@@ -60,9 +79,9 @@ class Labelled:
 
 
 class _Client:
-    def __init__(self, endpoint: str, timeout: float = 600.0, batch_size: int = 64):
+    def __init__(self, endpoint: str, timeout: float = 600.0, batch_size: int = 64, tls: ClientTLS | None = None):
         self.endpoint, self.timeout, self.batch_size = endpoint, timeout, batch_size
-        self.channel = channel(endpoint)
+        self.channel = channel(endpoint, tls)
 
     def _batched(self, items: Sequence, call: Callable[[Sequence, int], list],
                  on_batch: Callable[[int], None] | None) -> list:

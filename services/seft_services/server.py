@@ -7,15 +7,18 @@ import logging
 import signal
 import threading
 from concurrent import futures
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
 
 from seft.storage import write_atomic
 from seft.v1 import critic_pb2, critic_pb2_grpc, generator_pb2, generator_pb2_grpc, labeller_pb2
 from seft.v1 import labeller_pb2_grpc, reviser_pb2, reviser_pb2_grpc
+from seft_services.metrics import Metrics
 from seft_services.protocol import Limits
 from seft_services.servicers import CriticServicer, GeneratorServicer, LabellerServicer, ReviserServicer
 
@@ -51,11 +54,28 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
+@dataclass(frozen=True)
+class ServerTLS:
+    """PEM files: the server's certificate and key; with client_ca, clients must present a
+    certificate signed by it (mutual TLS)."""
+
+    cert: str
+    key: str
+    client_ca: str | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        read = lambda path: Path(path).read_bytes()  # noqa: E731
+        return grpc.ssl_server_credentials([(read(self.key), read(self.cert))],
+                                           root_certificates=read(self.client_ca) if self.client_ca else None,
+                                           require_client_auth=self.client_ca is not None)
+
+
 class Server:
     """One gRPC server hosting one or more services, e.g. {"reviser": backend}."""
 
     def __init__(self, backends: dict, host: str = "127.0.0.1", port: int = 0,
-                 limits: Limits = Limits(), max_message_bytes: int = 64 << 20, workers: int = 16):
+                 limits: Limits = Limits(), max_message_bytes: int = 64 << 20, workers: int = 16,
+                 tls: ServerTLS | None = None, metrics_port: int | None = None):
         unknown = set(backends) - set(SERVICES)
         if unknown:
             raise ValueError(f"unknown service kinds {sorted(unknown)}: expected {sorted(SERVICES)}")
@@ -63,20 +83,27 @@ class Server:
                    ("grpc.max_send_message_length", max_message_bytes)]
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
         self.health = health.HealthServicer()
+        self.metrics = Metrics()
         names = []
         for kind, backend in backends.items():
             servicer_cls, register, name = SERVICES[kind]
-            register(servicer_cls(backend, limits), self.grpc)
+            register(servicer_cls(backend, limits, self.metrics), self.grpc)
             names.append(name)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection(
             names + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             self.grpc)
-        self.port = self.grpc.add_insecure_port(f"{host}:{port}")
+        address = f"{host}:{port}"
+        self.port = (self.grpc.add_secure_port(address, tls.credentials()) if tls
+                     else self.grpc.add_insecure_port(address))
         if self.port == 0:
-            raise OSError(f"cannot bind {host}:{port}")
+            raise OSError(f"cannot bind {address}")
         self.names = names
         self.endpoint = f"{host}:{self.port}"
+        self.metrics_server = None
+        if metrics_port is not None:  # Prometheus scrapes http://host:metrics_port/metrics
+            self.metrics_server, _ = start_http_server(metrics_port, addr=host, registry=self.metrics.registry)
+        self.metrics_port = self.metrics_server.server_port if self.metrics_server else None
 
     def start(self) -> "Server":
         self.grpc.start()
@@ -89,6 +116,8 @@ class Server:
         """Refuse new calls, let in-flight ones finish within `grace` seconds."""
         self.health.enter_graceful_shutdown()
         self.grpc.stop(grace).wait()
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
 
 
 def run_forever(server: Server, port_file: str | None = None) -> None:

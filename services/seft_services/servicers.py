@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 
 import grpc
 
@@ -13,26 +14,45 @@ from seft.pb import ENUM_OF
 from seft.v1 import (common_pb2, critic_pb2, critic_pb2_grpc, generator_pb2, generator_pb2_grpc,
                      labeller_pb2, labeller_pb2_grpc, reviser_pb2, reviser_pb2_grpc)
 from seft_services import protocol
+from seft_services.metrics import Metrics
 from seft_services.protocol import InvalidArgument, Limits
 
 log = logging.getLogger("seft.services")
 
 
 def rpc(method):
-    """Map validation errors to INVALID_ARGUMENT and backend errors to INTERNAL."""
+    """Map validation errors to INVALID_ARGUMENT and backend errors to INTERNAL; count and time
+    every call."""
+    name = method.__name__
 
     @functools.wraps(method)
     def wrapper(self, request, context):
+        code = "OK"
+        started = time.perf_counter()
         try:
             return method(self, request, context)
         except InvalidArgument as exc:
-            log.info("invalid request id=%s method=%s reason=%s", request.request_id, method.__name__, exc)
+            code = "INVALID_ARGUMENT"
+            log.info("invalid request id=%s method=%s reason=%s", request.request_id, name, exc)
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Exception as exc:  # noqa: BLE001 - any backend failure becomes a status
-            log.exception("request id=%s method=%s failed", request.request_id, method.__name__)
+            code = "INTERNAL"
+            log.exception("request id=%s method=%s failed", request.request_id, name)
             context.abort(grpc.StatusCode.INTERNAL, f"request {request.request_id!r}: {exc}")
+        finally:
+            self.metrics.requests.labels(name, code).inc()
+            self.metrics.latency.labels(name).observe(time.perf_counter() - started)
 
     return wrapper
+
+
+class _Servicer:
+    def __init__(self, backend, limits: Limits, metrics: Metrics):
+        self.backend, self.limits, self.metrics = backend, limits, metrics
+
+    def _batch(self, items, field: str, method: str) -> None:
+        protocol.batch(items, field, self.limits)
+        self.metrics.batch.labels(method).observe(len(items))
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> common_pb2.Usage:
@@ -55,47 +75,42 @@ def _pair_scores(critic, originals, revisions) -> list[common_pb2.PairScore]:
             for o, r in zip(rewards[:n], rewards[n:])]
 
 
-class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
-    def __init__(self, backend, limits: Limits):
-        self.backend, self.limits = backend, limits
-
+class GeneratorServicer(_Servicer, generator_pb2_grpc.GeneratorServicer):
     @rpc
     def Generate(self, request, context):
-        protocol.batch(request.prompts, "prompts", self.limits)
+        self._batch(request.prompts, "prompts", "Generate")
         prompts = [protocol.conversation(p.messages, f"prompts[{i}].messages")
                    for i, p in enumerate(request.prompts)]
         params = protocol.sampling(request.sampling, self.limits)
         outs = self.backend.generate(prompts, params)
+        self.metrics.tokens.labels("Generate").inc(sum(o.completion_tokens for o in outs))
         return generator_pb2.GenerateResponse(request_id=request.request_id, generations=[
             generator_pb2.Generation(text=o.text, usage=_usage(o.prompt_tokens, o.completion_tokens))
             for o in outs])
 
 
-class ReviserServicer(reviser_pb2_grpc.ReviserServicer):
-    def __init__(self, backend, limits: Limits):
-        self.backend, self.limits = backend, limits
-
+class ReviserServicer(_Servicer, reviser_pb2_grpc.ReviserServicer):
     @rpc
     def Revise(self, request, context):
-        protocol.batch(request.items, "items", self.limits)
+        self._batch(request.items, "items", "Revise")
         items = [(protocol.conversation(it.prompt, f"items[{i}].prompt"),
                   protocol.text(it.original, f"items[{i}].original", allow_empty=True))  # an empty draft is revisable
                  for i, it in enumerate(request.items)]
         params = protocol.sampling(request.sampling, self.limits)
         outs = self.backend.revise(items, params)
+        self.metrics.tokens.labels("Revise").inc(sum(o.completion_tokens for o in outs))
+        for o in outs:
+            self.metrics.labels.labels(o.label.short if o.label else "none").inc()
         return reviser_pb2.ReviseResponse(request_id=request.request_id, revisions=[
             reviser_pb2.Revision(label=ENUM_OF.get(o.label, common_pb2.REVISION_LABEL_UNSPECIFIED),
                                  text=o.text, revised=o.revised,
                                  usage=_usage(o.prompt_tokens, o.completion_tokens)) for o in outs])
 
 
-class CriticServicer(critic_pb2_grpc.CriticServicer):
-    def __init__(self, backend, limits: Limits):
-        self.backend, self.limits = backend, limits
-
+class CriticServicer(_Servicer, critic_pb2_grpc.CriticServicer):
     @rpc
     def Score(self, request, context):
-        protocol.batch(request.items, "items", self.limits)
+        self._batch(request.items, "items", "Score")
         items = [(protocol.conversation(it.prompt, f"items[{i}].prompt"),
                   protocol.text(it.response, f"items[{i}].response", allow_empty=True))
                  for i, it in enumerate(request.items)]
@@ -103,25 +118,23 @@ class CriticServicer(critic_pb2_grpc.CriticServicer):
 
     @rpc
     def ScorePairs(self, request, context):
-        protocol.batch(request.items, "items", self.limits)
+        self._batch(request.items, "items", "ScorePairs")
         scores = _pair_scores(self.backend, *_pair_items(request.items))
         return critic_pb2.ScorePairsResponse(request_id=request.request_id, scores=scores)
 
 
-class LabellerServicer(labeller_pb2_grpc.LabellerServicer):
-    """Scores each (original, revised) pair with its critic and applies SEFT's labelling rule."""
-
-    def __init__(self, critic, limits: Limits):
-        self.critic, self.limits = critic, limits
+class LabellerServicer(_Servicer, labeller_pb2_grpc.LabellerServicer):
+    """Scores each (original, revised) pair with its critic (the backend) and applies SEFT's
+    labelling rule."""
 
     @rpc
     def Label(self, request, context):
-        protocol.batch(request.items, "items", self.limits)
+        self._batch(request.items, "items", "Label")
         rule = protocol.label_rule(request.rule, request.HasField("rule"))
         ids = [protocol.text(it.id, f"items[{i}].id") for i, it in enumerate(request.items)]
         if len(set(ids)) != len(ids):
             raise InvalidArgument("items: ids must be unique within a request")
-        scores = _pair_scores(self.critic, *_pair_items(request.items))
+        scores = _pair_scores(self.backend, *_pair_items(request.items))
         results = []
         for item_id, score in zip(ids, scores):
             label, relabelled = assign(score.benefit, item_id, rule)
