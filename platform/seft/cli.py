@@ -218,7 +218,8 @@ def cmd_serve(args) -> int:
         backend = build_backend(args.kind, model=args.model, label_first=not args.no_labels,
                                 critic_backend=args.critic, critic_callable=args.callable)
         server = Server({args.kind: backend}, host=args.host, port=args.port, tls=tls, metrics_port=args.metrics_port,
-                        limits=Limits(max_batch=args.max_batch, max_new_tokens=args.max_new_tokens))
+                        limits=Limits(max_batch=args.max_batch, max_new_tokens=args.max_new_tokens),
+                        batch_wait_ms=args.batch_wait_ms)
     except (ValueError, OSError) as exc:
         raise SeftError(str(exc)) from None
     run_forever(server, args.port_file)
@@ -282,6 +283,8 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("--port-file", help="write the bound port here once serving")
     sv.add_argument("--max-batch", type=int, default=256)
     sv.add_argument("--max-new-tokens", type=int, default=4096)
+    sv.add_argument("--batch-wait-ms", type=float, default=5.0,
+                    help="gather concurrent calls for up to this long into one batch (0: off)")
     sv.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (0: any free port)")
     sv.add_argument("--tls-cert", help="PEM certificate: serve TLS")
     sv.add_argument("--tls-key", help="PEM private key of --tls-cert")

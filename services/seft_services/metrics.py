@@ -20,4 +20,6 @@ class Metrics:
                                registry=self.registry)
         self.tokens = Counter("seft_tokens_generated", "completion tokens generated", ["method"],
                               registry=self.registry)
+        self.backend_batch = Histogram("seft_backend_batch_items", "items per backend call, after dynamic batching",
+                                       ["service"], buckets=BATCH_BUCKETS, registry=self.registry)
         self.labels = Counter("seft_revision_labels", "revision labels emitted", ["label"], registry=self.registry)

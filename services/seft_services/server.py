@@ -18,6 +18,7 @@ from prometheus_client import start_http_server
 from seft.storage import write_atomic
 from seft.v1 import critic_pb2, critic_pb2_grpc, generator_pb2, generator_pb2_grpc, labeller_pb2
 from seft.v1 import labeller_pb2_grpc, reviser_pb2, reviser_pb2_grpc
+from seft_services.batching import Batched
 from seft_services.metrics import Metrics
 from seft_services.protocol import Limits
 from seft_services.servicers import CriticServicer, GeneratorServicer, LabellerServicer, ReviserServicer
@@ -75,7 +76,7 @@ class Server:
 
     def __init__(self, backends: dict, host: str = "127.0.0.1", port: int = 0,
                  limits: Limits = Limits(), max_message_bytes: int = 64 << 20, workers: int = 16,
-                 tls: ServerTLS | None = None, metrics_port: int | None = None):
+                 tls: ServerTLS | None = None, metrics_port: int | None = None, batch_wait_ms: float = 5.0):
         unknown = set(backends) - set(SERVICES)
         if unknown:
             raise ValueError(f"unknown service kinds {sorted(unknown)}: expected {sorted(SERVICES)}")
@@ -87,6 +88,9 @@ class Server:
         names = []
         for kind, backend in backends.items():
             servicer_cls, register, name = SERVICES[kind]
+            if batch_wait_ms > 0:  # gather concurrent calls into one backend batch
+                observe = self.metrics.backend_batch.labels(kind).observe
+                backend = Batched(backend, limits.max_batch, batch_wait_ms / 1000, on_batch=observe)
             register(servicer_cls(backend, limits, self.metrics), self.grpc)
             names.append(name)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
