@@ -24,34 +24,16 @@ def make_base(out: Path, seed: int = 0) -> Path:
 
 
 def train_in_process(model_dir: Path, examples: list[tuple[list[dict], str]], out: Path, steps: int = 80) -> Path:
-    """A few plain AdamW steps on (prompt, completion) pairs: makes a model whose behaviour a
-    test can rely on (e.g. a reviser that always answers [No Revise])."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from seft.tinymodel import quick_sft
 
-    from seft.chat import encode_example
+    torch_threads_one()
+    return quick_sft(model_dir, examples, out, steps)
+
+
+def torch_threads_one() -> None:
+    import torch
 
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    encoded = [encode_example(tok, p, c, 128) for p, c in examples]
-    rng = random.Random(0)
-    model.train()
-    for _ in range(steps):
-        batch = rng.sample(encoded, min(16, len(encoded)))
-        width = max(len(e["input_ids"]) for e in batch)
-        ids = torch.tensor([e["input_ids"] + [tok.pad_token_id] * (width - len(e["input_ids"])) for e in batch])
-        labels = torch.tensor([e["labels"] + [-100] * (width - len(e["labels"])) for e in batch])
-        mask = (ids != tok.pad_token_id).long()
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
 
 
 def sort_prompts(n: int, seed: int = 0) -> list[tuple[list[dict], list[int]]]:

@@ -123,14 +123,14 @@ class GeneratorClient(_Client):
 
 class ReviserClient(_Client):
     def revise(self, items: Sequence[tuple[list[dict], str]], sampling: Sampling | None = None,
-               seed: int | None = None, on_batch=None) -> list[Revised]:
+               seed: int | None = None, on_batch=None, force_revise: bool = False) -> list[Revised]:
         stub = reviser_pb2_grpc.ReviserStub(self.channel)
 
         def call(chunk, start):
             req = reviser_pb2.ReviseRequest(
                 request_id=uuid.uuid4().hex,
                 items=[reviser_pb2.RevisionItem(prompt=messages(p), original=o) for p, o in chunk],
-                sampling=_sampling(sampling, None if seed is None else seed + start))
+                sampling=_sampling(sampling, None if seed is None else seed + start), force_revise=force_revise)
             return [Revised(LABEL_OF.get(r.label), r.text, r.revised, r.usage.completion_tokens)
                     for r in stub.Revise(req, timeout=self.timeout).revisions]
 

@@ -54,3 +54,36 @@ def build_model(tokenizer, cfg: TinyModel, seed: int, out_dir: Path) -> Path:
     model.save_pretrained(out_dir)  # safetensors
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def quick_sft(model_dir: Path, examples: list[tuple[list[dict], str]], out: Path, steps: int = 80,
+              lr: float = 1e-2, seed: int = 0) -> Path:
+    """A few plain AdamW steps on (prompt, completion) pairs, in this process: gives tests and
+    benchmarks a tiny model with a behaviour they can rely on (e.g. a reviser that keeps strong
+    answers). Pipelines train with `seft train`."""
+    import random
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from seft.chat import encode_example
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    encoded = [encode_example(tok, p, c, 128) for p, c in examples]
+    rng = random.Random(seed)
+    model.train()
+    for _ in range(steps):
+        batch = rng.sample(encoded, min(16, len(encoded)))
+        width = max(len(e["input_ids"]) for e in batch)
+        ids = torch.tensor([e["input_ids"] + [tok.pad_token_id] * (width - len(e["input_ids"])) for e in batch])
+        labels = torch.tensor([e["labels"] + [-100] * (width - len(e["labels"])) for e in batch])
+        loss = model(input_ids=ids, attention_mask=(ids != tok.pad_token_id).long(), labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

@@ -79,7 +79,8 @@ class DynamicBatcher:
 
 
 class Batched:
-    """A backend whose generate / revise / score calls go through a DynamicBatcher."""
+    """A backend whose generate / revise / score calls go through a DynamicBatcher; calls are
+    merged only when their other arguments (sampling parameters, ...) are equal."""
 
     def __init__(self, backend, max_items: int, max_wait_s: float, on_batch=None):
         self.backend = backend
@@ -87,14 +88,14 @@ class Batched:
         for name in ("generate", "revise", "score"):
             method = getattr(backend, name, None)
             if method is not None:
-                run = (lambda m: lambda items, key: m(items, key) if key is not None else m(items))(method)
+                run = (lambda m: lambda items, args: m(items, *args))(method)
                 self.batchers[name] = DynamicBatcher(run, max_items, max_wait_s, on_batch)
 
     def generate(self, prompts, params):
-        return self.batchers["generate"].submit(prompts, params)
+        return self.batchers["generate"].submit(prompts, (params,))
 
-    def revise(self, items, params):
-        return self.batchers["revise"].submit(items, params)
+    def revise(self, items, params, force_revise: bool = False):
+        return self.batchers["revise"].submit(items, (params, force_revise))
 
     def score(self, items):
-        return self.batchers["score"].submit(items)
+        return self.batchers["score"].submit(items, ())

@@ -97,7 +97,7 @@ class ReviserServicer(_Servicer, reviser_pb2_grpc.ReviserServicer):
                   protocol.text(it.original, f"items[{i}].original", allow_empty=True))  # an empty draft is revisable
                  for i, it in enumerate(request.items)]
         params = protocol.sampling(request.sampling, self.limits)
-        outs = self.backend.revise(items, params)
+        outs = self.backend.revise(items, params, request.force_revise)
         self.metrics.tokens.labels("Revise").inc(sum(o.completion_tokens for o in outs))
         for o in outs:
             self.metrics.labels.labels(o.label.short if o.label else "none").inc()

@@ -12,8 +12,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from seft.client import CriticClient, GeneratorClient, LabellerClient
+from seft.client import CriticClient, GeneratorClient, LabellerClient, ReviserClient
 from seft.labelling import Label, Rule
+from seft.spec import Sampling
 from seft.v1 import (common_pb2, critic_pb2, critic_pb2_grpc, generator_pb2, generator_pb2_grpc, labeller_pb2,
                      labeller_pb2_grpc, reviser_pb2, reviser_pb2_grpc)
 from seft_services.backends.critics import RuleCritic
@@ -253,3 +254,12 @@ def test_reward_model_critic_scores_and_labels(reward_model):
             assert out.label is (Label.MAJOR if out.benefit > 0 else Label.NO if out.benefit < 0 else Label.MINOR)
     finally:
         srv.stop(grace=1)
+
+
+def test_force_revise_never_answers_no_revise(server):
+    with ReviserClient(server.endpoint) as client:  # this reviser says [No Revise] to everything
+        [kept] = client.revise([(msgs_dict(), "3 1 2")], Sampling(max_new_tokens=4, temperature=0.0))
+        [forced] = client.revise([(msgs_dict(), "3 1 2")], Sampling(max_new_tokens=4, temperature=0.0),
+                                 force_revise=True)
+    assert kept.label is Label.NO and not kept.revised
+    assert forced.label in (Label.MAJOR, Label.MINOR) and forced.revised

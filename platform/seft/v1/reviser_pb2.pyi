@@ -16,14 +16,16 @@ class RevisionItem(_message.Message):
     def __init__(self, prompt: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., original: _Optional[str] = ...) -> None: ...
 
 class ReviseRequest(_message.Message):
-    __slots__ = ("request_id", "items", "sampling")
+    __slots__ = ("request_id", "items", "sampling", "force_revise")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    FORCE_REVISE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     items: _containers.RepeatedCompositeFieldContainer[RevisionItem]
     sampling: _common_pb2.SamplingParams
-    def __init__(self, request_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[RevisionItem, _Mapping]]] = ..., sampling: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ...) -> None: ...
+    force_revise: bool
+    def __init__(self, request_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[RevisionItem, _Mapping]]] = ..., sampling: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ..., force_revise: _Optional[bool] = ...) -> None: ...
 
 class Revision(_message.Message):
     __slots__ = ("label", "text", "revised", "usage")

@@ -59,6 +59,14 @@ class CausalLM:
         return results
 
     @torch.inference_mode()
+    def next_token_logprobs(self, seqs: list[list[int]]) -> torch.Tensor:
+        """log p(next token | seq) over the vocabulary, for each seq: one forward pass."""
+        ids, mask = self._left_pad(seqs)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1]
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    @torch.inference_mode()
     def continuation_logprobs(self, seqs: list[list[int]], continuation: list[int]) -> torch.Tensor:
         """log p(continuation | seq) for each seq, in one forward pass."""
         ids, mask = self._left_pad([s + continuation for s in seqs])
@@ -86,7 +94,8 @@ class TransformersGenerator:
 
 class TransformersReviser:
     """label_first=True: the adaptive reviser. It picks the most likely label (or samples one,
-    at temperature > 0) by scoring the three label strings: a [No Revise] costs exactly the
+    at temperature > 0) by scoring the three label strings (one forward pass when each label is
+    a single token, as when they are added to the tokenizer as special tokens): a [No Revise] costs exactly the
     label's tokens and returns the original verbatim. Otherwise it generates the revision after
     the label. label_first=False: a preliminary reviser that always revises."""
 
@@ -96,21 +105,26 @@ class TransformersReviser:
         self.label_ids = {label: lm.tokenizer(label.value, add_special_tokens=False)["input_ids"]
                           for label in Label}
 
-    def choose_labels(self, seqs: list[list[int]], params: SamplingParams) -> list[Label]:
-        labels = list(Label)
-        scores = torch.stack([self.lm.continuation_logprobs(seqs, self.label_ids[lb]) for lb in labels], -1)
+    def choose_labels(self, seqs: list[list[int]], params: SamplingParams, force_revise: bool = False) -> list[Label]:
+        labels = [lb for lb in Label if not (force_revise and lb is Label.NO)]
+        if all(len(self.label_ids[lb]) == 1 for lb in labels):  # labels are single tokens: one pass
+            logp = self.lm.next_token_logprobs(seqs)
+            scores = torch.stack([logp[:, self.label_ids[lb][0]] for lb in labels], -1)
+        else:
+            scores = torch.stack([self.lm.continuation_logprobs(seqs, self.label_ids[lb]) for lb in labels], -1)
         if params.temperature > 0:
             picks = torch.multinomial(torch.softmax(scores / params.temperature, -1), 1).squeeze(-1)
         else:
             picks = scores.argmax(-1)
         return [labels[i] for i in picks.tolist()]
 
-    def revise(self, items: list[tuple[list[dict], str]], params: SamplingParams) -> list[Revision]:
+    def revise(self, items: list[tuple[list[dict], str]], params: SamplingParams,
+               force_revise: bool = False) -> list[Revision]:
         seqs = [self.lm.encode(reviser_prompt(prompt, original)) for prompt, original in items]
         with self.lm.lock:
             if params.seed is not None:
                 torch.manual_seed(params.seed)
-            labels = self.choose_labels(seqs, params) if self.label_first else [None] * len(seqs)
+            labels = self.choose_labels(seqs, params, force_revise) if self.label_first else [None] * len(seqs)
             todo = [i for i, lb in enumerate(labels) if lb is not Label.NO]
             outs = {}
             if todo:

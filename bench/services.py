@@ -1,0 +1,160 @@
+"""Service throughput, each pair measured side by side in one run on the same tiny model:
+
+  (a) revisions/s at 16 concurrent clients sending one item per call: dynamic batching on vs off;
+  (b) revisions/s of the adaptive reviser stopping at [No Revise] vs the same model forced to
+      revise (force_revise), on a set where half the originals are already right;
+  (c) the time of one call through gRPC on loopback vs calling the backend in-process, at batch
+      1 and 32.
+
+    python bench/services.py [--seconds 10]
+
+The model is a tiny Llama trained here for a few seconds to keep sorted answers ([No Revise])
+and fix the others ([Major Revise] + the sorted list)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from seft.chat import reviser_prompt  # noqa: E402
+from seft.client import ReviserClient  # noqa: E402
+from seft.spec import Sampling, TinyModel  # noqa: E402
+from seft.tasks import sorting  # noqa: E402
+from seft.tinymodel import build_model, build_tokenizer, quick_sft  # noqa: E402
+from seft_services.backends.transformers_lm import CausalLM, TransformersReviser  # noqa: E402
+from seft_services.protocol import SamplingParams  # noqa: E402
+from seft_services.server import Server  # noqa: E402
+
+SAMPLING = Sampling(max_new_tokens=12, temperature=0.0)
+STEPS = int(os.environ.get("SEFT_BENCH_STEPS", "1000"))
+
+
+def items(n: int, seed: int) -> list[tuple[list[dict], str]]:
+    """Half the originals sorted (strong), half with two corruptions."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        nums = sorting.make_prompt(rng)
+        original = sorted(nums) if i % 2 == 0 else sorting.corrupt(sorted(nums), 2, rng)
+        out.append((sorting.prompt_messages(nums), " ".join(map(str, original))))
+    return out
+
+
+def train_reviser(work: Path) -> Path:
+    base = build_model(build_tokenizer(sorting.corpus_words()), TinyModel(), 0, work / "base")
+    examples = [(reviser_prompt(p, o), "[No Revise]" if o == " ".join(map(str, sorted(sorting._numbers(p))))
+                 else "[Major Revise] " + " ".join(map(str, sorted(sorting._numbers(p)))))
+                for p, o in items(512, seed=1)]
+    return quick_sft(base, examples, work / "reviser", steps=STEPS, lr=2e-3)
+
+
+def concurrent_rate(endpoint: str, work: list, clients: int, seconds: float) -> float:
+    done = [0] * clients
+    stop = time.monotonic() + seconds
+
+    def client(i: int) -> None:
+        with ReviserClient(endpoint) as c:
+            k = i
+            while time.monotonic() < stop:
+                c.revise([work[k % len(work)]], SAMPLING)
+                done[i] += 1
+                k += clients
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(done) / seconds
+
+
+def rate(fn, n: int) -> float:
+    t = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - t)
+
+
+def median_seconds(fn, repeat: int = 20) -> float:
+    fn()  # warm up
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="seft-bench-") as tmp:
+        model = train_reviser(Path(tmp))
+        backend = TransformersReviser(CausalLM(str(model)))
+        work = items(256, seed=2)
+        rows = []
+
+        # (a) dynamic batching on vs off, 16 clients of one item per call
+        for wait_ms in (0.0, 5.0):
+            srv = Server({"reviser": backend}, batch_wait_ms=wait_ms).start()
+            try:
+                rows.append(("a", f"16 clients, batching {'on (5 ms)' if wait_ms else 'off'}",
+                             concurrent_rate(srv.endpoint, work, 16, args.seconds), "revisions/s"))
+            finally:
+                srv.stop(grace=1)
+
+        srv = Server({"reviser": backend}).start()
+        try:
+            with ReviserClient(srv.endpoint, batch_size=32) as client:
+                # (b) adaptive vs forced, half the originals strong
+                for force in (True, False):
+                    out = []
+                    r = rate(lambda: out.extend(client.revise(work, SAMPLING, force_revise=force)), len(work))
+                    kept_strong = sum(not x.revised for x in out[0::2]) / len(out[0::2])
+                    kept_weak = sum(not x.revised for x in out[1::2]) / len(out[1::2])
+                    rows.append(("b", f"{'forced to revise' if force else 'adaptive'} (kept {kept_strong:.0%} of "
+                                      f"strong, {kept_weak:.0%} of weak)", r, "revisions/s"))
+        finally:
+            srv.stop(grace=1)
+
+        # (c) gRPC round trip vs in-process (batching off: no wait budget in the round trip)
+        srv = Server({"reviser": backend}, batch_wait_ms=0).start()
+        try:
+            with ReviserClient(srv.endpoint, batch_size=32) as client:
+                params = SamplingParams(max_new_tokens=12, temperature=0.0)
+                for n in (1, 32):
+                    batch = work[:n]
+                    local = median_seconds(lambda: backend.revise(batch, params))
+                    remote = median_seconds(lambda: client.revise(batch, SAMPLING))
+                    rows.append(("c", f"batch {n}: in-process", local * 1000, "ms/call"))
+                    rows.append(("c", f"batch {n}: gRPC on loopback", remote * 1000, "ms/call"))
+        finally:
+            srv.stop(grace=1)
+
+    table = Table(title="seft services on a tiny reviser (one torch thread per process)")
+    for col in ("", "measurement", "value", "unit", "ratio"):
+        table.add_column(col, justify="right" if col in ("value", "ratio") else "left")
+    for i, (group, name, value, unit) in enumerate(rows):
+        ratio = ""
+        if i % 2 == 1 and rows[i - 1][0] == group:
+            ratio = f"{value / rows[i - 1][2]:.2f}x"
+        table.add_row(group, name, f"{value:,.1f}", unit, ratio)
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
