@@ -23,19 +23,6 @@ def make_base(out: Path, seed: int = 0) -> Path:
                        seed, out)
 
 
-def train_in_process(model_dir: Path, examples: list[tuple[list[dict], str]], out: Path, steps: int = 80) -> Path:
-    from seft.tinymodel import quick_sft
-
-    torch_threads_one()
-    return quick_sft(model_dir, examples, out, steps)
-
-
-def torch_threads_one() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
 def sort_prompts(n: int, seed: int = 0) -> list[tuple[list[dict], list[int]]]:
     from seft.tasks import sorting
 
@@ -52,18 +39,20 @@ def base_model(tmp_path_factory) -> Path:
 def no_revise_reviser(tmp_path_factory, base_model) -> Path:
     """A real tiny reviser trained to answer [No Revise] to everything."""
     from seft.chat import reviser_prompt
+    from seft.tinymodel import quick_sft
 
     examples = [(reviser_prompt(p, " ".join(map(str, nums))), "[No Revise]") for p, nums in sort_prompts(64)]
-    return train_in_process(base_model, examples, tmp_path_factory.mktemp("reviser-no") / "model", steps=40)
+    return quick_sft(base_model, examples, tmp_path_factory.mktemp("reviser-no") / "model", steps=40)
 
 
 @pytest.fixture(scope="session")
 def major_reviser(tmp_path_factory, base_model) -> Path:
     """A real tiny reviser trained to answer [Major Revise] followed by the fixed text '1 2 3'."""
     from seft.chat import reviser_prompt
+    from seft.tinymodel import quick_sft
 
     examples = [(reviser_prompt(p, " ".join(map(str, nums))), "[Major Revise] 1 2 3") for p, nums in sort_prompts(64)]
-    return train_in_process(base_model, examples, tmp_path_factory.mktemp("reviser-major") / "model", steps=150)
+    return quick_sft(base_model, examples, tmp_path_factory.mktemp("reviser-major") / "model", steps=150)
 
 
 # -- S3: a real S3 server (moto's server mode) on loopback ------------------------------------

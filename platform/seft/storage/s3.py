@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, TypeVar
 import urllib3
 from minio import Minio
 from minio.credentials import ChainedProvider, Credentials, EnvAWSProvider, EnvMinioProvider, Provider
+from minio.deleteobjects import DeleteObject
 from minio.error import MinioException, S3Error
 
 from seft.errors import SeftError
@@ -207,9 +208,7 @@ class S3Store(Store):
         self._call("write the manifest", manifest_key, lambda: self.client.put_object(
             self.bucket, manifest_key, io.BytesIO(body), len(body), content_type="application/json"))
         keep = {join(base, rel) for rel in manifest["files"]} | {manifest_key}
-        stale = [o for o, _ in self._list_full(base + "/") if o not in keep]
-        for full in stale:
-            self._call("remove a stale object", full, lambda full=full: self.client.remove_object(self.bucket, full))
+        self._remove_all([o for o, _ in self._list_full(base + "/") if o not in keep], "remove a stale object")
         self._into_cache(staging, manifest)
         return manifest
 
@@ -267,10 +266,9 @@ class S3Store(Store):
             rel = full[len(self.prefix):].lstrip("/")
             if "/" in rel:
                 groups.setdefault(rel.split("/", 1)[0], []).append(full)
-        for stage, objects in groups.items():
-            if join(self.prefix, stage, MANIFEST) not in objects:
-                for full in objects:
-                    self._call("remove a leftover", full, lambda full=full: self.client.remove_object(self.bucket, full))
+        leftovers = [full for stage, objects in groups.items() if join(self.prefix, stage, MANIFEST) not in objects
+                     for full in objects]
+        self._remove_all(leftovers, "remove a leftover")
         self._abort_incomplete_uploads()
 
     def _abort_incomplete_uploads(self) -> None:
@@ -294,12 +292,28 @@ class S3Store(Store):
         for obj in objects:
             yield obj.object_name, obj.size
 
-    def list(self, prefix: str = "") -> Iterator[tuple[str, int]]:
-        base = self._key(prefix) if prefix else self.prefix
-        strip = len(self.prefix) + 1 if self.prefix else 0
+    def _under(self, key: str) -> Iterator[tuple[str, int]]:
+        """(full name, bytes) of the object `key` and of every object below it; all objects
+        for the empty key."""
+        base = self._key(key) if key else self.prefix
         for full, size in self._list_full(base):
-            if full == base or full.startswith(base.rstrip("/") + "/") or not base:
-                yield full[strip:], size
+            if not base or full == base or full.startswith(base + "/"):
+                yield full, size
+
+    def _remove_all(self, names: list[str], what: str) -> None:
+        """One multi-object delete request per 1000 names, not one request per object."""
+        for start in range(0, len(names), 1000):
+            chunk = names[start:start + 1000]
+            errors = self._call(what, chunk[0], lambda chunk=chunk: list(self.client.remove_objects(
+                self.bucket, [DeleteObject(name) for name in chunk])))
+            if errors:
+                raise SeftError(f"s3://{self.bucket}/{errors[0].name} at {self.endpoint}: cannot {what}: "
+                                f"{errors[0].code}: {errors[0].message}")
+
+    def list(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        for full, size in self._under(prefix):
+            yield full[strip:], size
 
     def download(self, key: str, dest: Path) -> None:
         full = self._key(key)
@@ -310,8 +324,6 @@ class S3Store(Store):
         self._put_file(src, self._key(key))
 
     def remove(self, prefix: str) -> int:
-        keys = [full for full, _ in self._list_full(self._key(prefix))
-                if full == self._key(prefix) or full.startswith(self._key(prefix) + "/")]
-        for full in keys:
-            self._call("remove", full, lambda full=full: self.client.remove_object(self.bucket, full))
-        return len(keys)
+        names = [full for full, _ in self._under(prefix)]
+        self._remove_all(names, "remove")
+        return len(names)
