@@ -55,6 +55,22 @@ def major_reviser(tmp_path_factory, base_model) -> Path:
     return quick_sft(base_model, examples, tmp_path_factory.mktemp("reviser-major") / "model", steps=150)
 
 
+@pytest.fixture(scope="session")
+def endless_model(tmp_path_factory, base_model) -> Path:
+    """The base model with EOS suppressed in its generation config: it always generates exactly
+    max_new_tokens, so a test can tell a stopped generation from a finished one."""
+    import shutil
+
+    from transformers import GenerationConfig
+
+    out = tmp_path_factory.mktemp("endless") / "model"
+    shutil.copytree(base_model, out)
+    config = GenerationConfig.from_pretrained(out)
+    config.suppress_tokens = [config.eos_token_id]
+    config.save_pretrained(out)
+    return out
+
+
 # -- S3: a real S3 server (moto's server mode) on loopback ------------------------------------
 S3_SECRET = "seft-test-secret-" + os.urandom(6).hex()  # tests grep logs for it
 

@@ -216,14 +216,26 @@ def cmd_serve(args) -> int:
     tls = ServerTLS(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
     try:
         backend = build_backend(args.kind, model=args.model, label_first=not args.no_labels,
-                                critic_backend=args.critic, critic_callable=args.callable)
+                                critic_backend=args.critic, critic_callable=args.callable, backend=args.backend,
+                                openai_url=args.openai_url, served_model=args.served_model)
         server = Server({args.kind: backend}, host=args.host, port=args.port, tls=tls, metrics_port=args.metrics_port,
                         limits=Limits(max_batch=args.max_batch, max_new_tokens=args.max_new_tokens),
-                        batch_wait_ms=args.batch_wait_ms)
+                        batch_wait_ms=args.batch_wait_ms, max_message_bytes=args.max_message_bytes)
     except (ValueError, OSError) as exc:
         raise SeftError(str(exc)) from None
     run_forever(server, args.port_file)
     return 0
+
+
+def positive(text: str) -> int:
+    """argparse type: argparse's error names the flag, this names the value."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -268,21 +280,26 @@ def parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="fine-tune under torchrun (HF Trainer, optional DeepSpeed)")
     t.add_argument("--config", required=True, help="TrainJob YAML/JSON (model, data, output_dir, ...)")
-    t.add_argument("--nproc-per-node", type=int, default=1)
+    t.add_argument("--nproc-per-node", type=positive, default=1)
     t.add_argument("--set", **overrides)
     t.set_defaults(func=cmd_train)
 
     sv = sub.add_parser("serve", help="run one gRPC service")
     sv.add_argument("kind", choices=["generator", "reviser", "critic", "labeller"])
     sv.add_argument("--model", help="HF model dir (generator, reviser, reward-model critic)")
+    sv.add_argument("--backend", choices=["transformers", "openai"], default="transformers",
+                    help="generator / reviser: the model in this process, or an OpenAI-compatible server (vLLM)")
+    sv.add_argument("--openai-url", help="openai backend: the server's base URL, e.g. http://127.0.0.1:8000/v1")
+    sv.add_argument("--served-model", help="openai backend: the model's served name (default: the only one served)")
     sv.add_argument("--no-labels", action="store_true", help="reviser trained without labels (always revises)")
     sv.add_argument("--critic", choices=["rule", "reward-model"], help="critic / labeller backend")
     sv.add_argument("--callable", help="rule critic: package.module:function")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=50051)
     sv.add_argument("--port-file", help="write the bound port here once serving")
-    sv.add_argument("--max-batch", type=int, default=256)
-    sv.add_argument("--max-new-tokens", type=int, default=4096)
+    sv.add_argument("--max-batch", type=positive, default=256, help="most items in one unary call (a stream's chunk size)")
+    sv.add_argument("--max-new-tokens", type=positive, default=4096, help="the largest sampling.max_new_tokens accepted")
+    sv.add_argument("--max-message-bytes", type=positive, default=64 << 20, help="largest gRPC message in or out")
     sv.add_argument("--batch-wait-ms", type=float, default=5.0,
                     help="gather concurrent calls for up to this long into one batch (0: off)")
     sv.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (0: any free port)")
@@ -297,8 +314,8 @@ def parser() -> argparse.ArgumentParser:
     rv.add_argument("--response", help="the response to revise")
     rv.add_argument("--input", help='JSONL of {"prompt": str or messages, "response": str}')
     rv.add_argument("--output", help="JSONL written with label, revised and revision added (default stdout)")
-    rv.add_argument("--batch-size", type=int, default=32)
-    rv.add_argument("--max-new-tokens", type=int, default=256)
+    rv.add_argument("--batch-size", type=positive, default=32)
+    rv.add_argument("--max-new-tokens", type=positive, default=256)
     rv.add_argument("--temperature", type=float, default=0.0)
     rv.add_argument("--tls-ca", help="PEM CA of the server's certificate: connect with TLS")
     rv.add_argument("--tls-cert", help="client certificate (mutual TLS)")

@@ -1,6 +1,10 @@
 """Dynamic batching: concurrent calls with the same parameters are gathered into one backend
 batch, up to `max_items` items or until `max_wait_s` after the first arrived, so many small
-requests share one forward pass. Each call gets back exactly its own results, in order."""
+requests share one forward pass. Each call gets back exactly its own results, in order.
+
+A call may carry `stop` (per-item flags, true once its client has gone): a call stopped while it
+waits is dropped before its batch runs, and the batch's own `stop` tells the backend which rows
+to stop generating."""
 
 from __future__ import annotations
 
@@ -11,25 +15,34 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+from seft_services.backends import Cancelled
+
+
+Stop = Callable[[], list]  # per-item flags
+
 
 @dataclass
 class _Call:
     key: Hashable
     items: list
+    stop: Stop | None = None
     future: Future = field(default_factory=Future)
+
+    def stopped(self) -> list[bool]:
+        return self.stop() if self.stop else [False] * len(self.items)
 
 
 class DynamicBatcher:
-    def __init__(self, run: Callable[[list, Hashable], list], max_items: int, max_wait_s: float,
+    def __init__(self, run: Callable[[list, Hashable, Stop], list], max_items: int, max_wait_s: float,
                  on_batch: Callable[[int], None] | None = None):
         self.run, self.max_items, self.max_wait_s, self.on_batch = run, max_items, max_wait_s, on_batch
         self.queue: queue.Queue[_Call] = queue.Queue()
         self.held: list[_Call] = []  # calls that could not join the last batch (other key, or too big)
         threading.Thread(target=self._loop, daemon=True, name="seft-batcher").start()
 
-    def submit(self, items: list, key: Hashable = None) -> list:
+    def submit(self, items: list, key: Hashable = None, stop: Stop | None = None) -> list:
         """Blocks until this call's results are ready; raises what the backend raised."""
-        call = _Call(key, list(items))
+        call = _Call(key, list(items), stop)
         self.queue.put(call)
         return call.future.result()
 
@@ -62,8 +75,15 @@ class DynamicBatcher:
             self._execute(batch, size)
 
     def _execute(self, batch: list[_Call], size: int) -> None:
+        for call in [c for c in batch if all(c.stopped())]:  # its client is gone: free the slot
+            call.future.set_exception(Cancelled())
+            batch.remove(call)
+            size -= len(call.items)
+        if not batch:
+            return
         try:
-            results = self.run([item for call in batch for item in call.items], batch[0].key)
+            results = self.run([item for call in batch for item in call.items], batch[0].key,
+                               lambda: [flag for call in batch for flag in call.stopped()])
             if len(results) != size:
                 raise RuntimeError(f"backend returned {len(results)} results for {size} items")
         except BaseException as exc:  # every call of the batch gets the error
@@ -88,14 +108,15 @@ class Batched:
         for name in ("generate", "revise", "score"):
             method = getattr(backend, name, None)
             if method is not None:
-                run = (lambda m: lambda items, args: m(items, *args))(method)
+                run = ((lambda m: lambda items, args, stop: m(items))(method) if name == "score"
+                       else (lambda m: lambda items, args, stop: m(items, *args, stop=stop))(method))
                 self.batchers[name] = DynamicBatcher(run, max_items, max_wait_s, on_batch)
 
-    def generate(self, prompts, params):
-        return self.batchers["generate"].submit(prompts, (params,))
+    def generate(self, prompts, params, stop=None):
+        return self.batchers["generate"].submit(prompts, (params,), stop)
 
-    def revise(self, items, params, force_revise: bool = False):
-        return self.batchers["revise"].submit(items, (params, force_revise))
+    def revise(self, items, params, force_revise: bool = False, stop=None):
+        return self.batchers["revise"].submit(items, (params, force_revise), stop)
 
     def score(self, items):
         return self.batchers["score"].submit(items, ())

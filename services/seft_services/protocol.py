@@ -17,6 +17,27 @@ class InvalidArgument(ValueError):
 
 
 @dataclass(frozen=True)
+class Undecodable:
+    """A request whose bytes did not parse (e.g. invalid UTF-8 in a string field): the servicer
+    answers INVALID_ARGUMENT with the reason instead of gRPC's bare INTERNAL."""
+
+    reason: str
+    request_id: str = ""
+
+
+def decoder(parse):
+    """A request deserializer that never raises: undecodable bytes become an Undecodable."""
+    from google.protobuf.message import DecodeError
+
+    def decode(data: bytes):
+        try:
+            return parse(data)
+        except DecodeError as exc:
+            return Undecodable(str(exc))
+    return decode
+
+
+@dataclass(frozen=True)
 class Limits:
     max_batch: int = 256
     max_new_tokens: int = 4096
@@ -30,10 +51,11 @@ class SamplingParams:
     seed: int | None = None
 
 
-def batch(items, field: str, limits: Limits) -> None:
+def batch(items, field: str, limits: Limits | None) -> None:
+    """limits None: a streaming call, which has no batch limit."""
     if len(items) == 0:
         raise InvalidArgument(f"{field}: empty batch")
-    if len(items) > limits.max_batch:
+    if limits is not None and len(items) > limits.max_batch:
         raise InvalidArgument(f"{field}: batch of {len(items)} exceeds the limit of {limits.max_batch}")
 
 

@@ -20,7 +20,7 @@ from seft.v1 import critic_pb2, critic_pb2_grpc, generator_pb2, generator_pb2_gr
 from seft.v1 import labeller_pb2_grpc, reviser_pb2, reviser_pb2_grpc
 from seft_services.batching import Batched
 from seft_services.metrics import Metrics
-from seft_services.protocol import Limits
+from seft_services.protocol import Limits, decoder
 from seft_services.servicers import CriticServicer, GeneratorServicer, LabellerServicer, ReviserServicer
 
 log = logging.getLogger("seft.services")
@@ -71,6 +71,22 @@ class ServerTLS:
                                            require_client_auth=self.client_ca is not None)
 
 
+class _SafeDecoding:
+    """Takes a generated add_*Servicer_to_server call and registers its handlers with request
+    decoding that never raises, so undecodable bytes get INVALID_ARGUMENT and a reason."""
+
+    def __init__(self, server: grpc.Server):
+        self.server = server
+
+    def add_generic_rpc_handlers(self, handlers) -> None:
+        pass  # add_registered_method_handlers below registers both kinds
+
+    def add_registered_method_handlers(self, name: str, handlers: dict) -> None:
+        safe = {m: h._replace(request_deserializer=decoder(h.request_deserializer)) for m, h in handlers.items()}
+        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, safe),))
+        self.server.add_registered_method_handlers(name, safe)
+
+
 class Server:
     """One gRPC server hosting one or more services, e.g. {"reviser": backend}."""
 
@@ -88,10 +104,11 @@ class Server:
         names = []
         for kind, backend in backends.items():
             servicer_cls, register, name = SERVICES[kind]
-            if batch_wait_ms > 0:  # gather concurrent calls into one backend batch
+            # gather concurrent calls into one backend batch, unless the backend batches itself (vLLM)
+            if batch_wait_ms > 0 and not getattr(backend, "batches_itself", False):
                 observe = self.metrics.backend_batch.labels(kind).observe
                 backend = Batched(backend, limits.max_batch, batch_wait_ms / 1000, on_batch=observe)
-            register(servicer_cls(backend, limits, self.metrics), self.grpc)
+            register(servicer_cls(backend, limits, self.metrics), _SafeDecoding(self.grpc))
             names.append(name)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection(
@@ -116,8 +133,12 @@ class Server:
         log.info("serving %s on %s", ",".join(self.names), self.endpoint)
         return self
 
-    def stop(self, grace: float = 10.0) -> None:
+    def in_flight(self) -> int:
+        return int(sum(s.value for m in self.metrics.inflight.collect() for s in m.samples))
+
+    def stop(self, grace: float = 30.0) -> None:
         """Refuse new calls, let in-flight ones finish within `grace` seconds."""
+        log.info("draining %d in-flight calls (grace %.0f s)", self.in_flight(), grace)
         self.health.enter_graceful_shutdown()
         self.grpc.stop(grace).wait()
         if self.metrics_server is not None:
@@ -137,12 +158,24 @@ def run_forever(server: Server, port_file: str | None = None) -> None:
 
 
 def build_backend(kind: str, model: str | None = None, label_first: bool = True,
-                  critic_backend: str | None = None, critic_callable: str | None = None):
+                  critic_backend: str | None = None, critic_callable: str | None = None,
+                  backend: str = "transformers", openai_url: str | None = None, served_model: str | None = None):
+    """model: the HF model dir (for `openai`, its tokenizer and chat template: the same files the
+    completions server loads)."""
     if kind in ("generator", "reviser"):
-        from seft_services.backends.transformers_lm import CausalLM, TransformersGenerator, TransformersReviser
-
         if not model:
             raise ValueError(f"the {kind} needs --model DIR")
+        if backend == "openai":
+            from seft_services.backends.openai_lm import OpenAICompletions, OpenAIGenerator, OpenAIReviser
+
+            if not openai_url:
+                raise ValueError("the openai backend needs --openai-url, e.g. http://127.0.0.1:8000/v1")
+            lm = OpenAICompletions(openai_url, model, served_model)
+            return OpenAIGenerator(lm) if kind == "generator" else OpenAIReviser(lm, label_first)
+        if backend != "transformers":
+            raise ValueError(f"unknown backend {backend!r}: expected transformers or openai")
+        from seft_services.backends.transformers_lm import CausalLM, TransformersGenerator, TransformersReviser
+
         lm = CausalLM(model)
         return TransformersGenerator(lm) if kind == "generator" else TransformersReviser(lm, label_first)
     from seft_services.backends.critics import load_critic

@@ -29,9 +29,9 @@ class Recording:
             raise RuntimeError("backend failure")
         return self.backend.score(items)
 
-    def generate(self, prompts, params):
+    def generate(self, prompts, params, stop=None):
         self.sizes.append(len(prompts))
-        return self.backend.generate(prompts, params)
+        return self.backend.generate(prompts, params, stop=stop)
 
 
 def prompt(numbers):

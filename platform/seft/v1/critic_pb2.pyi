@@ -24,12 +24,14 @@ class ScoreRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[ScoreItem, _Mapping]]] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("request_id", "rewards")
+    __slots__ = ("request_id", "rewards", "offset")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     REWARDS_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     rewards: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, request_id: _Optional[str] = ..., rewards: _Optional[_Iterable[float]] = ...) -> None: ...
+    offset: int
+    def __init__(self, request_id: _Optional[str] = ..., rewards: _Optional[_Iterable[float]] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class PairItem(_message.Message):
     __slots__ = ("prompt", "original", "revised")
@@ -50,9 +52,11 @@ class ScorePairsRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., items: _Optional[_Iterable[_Union[PairItem, _Mapping]]] = ...) -> None: ...
 
 class ScorePairsResponse(_message.Message):
-    __slots__ = ("request_id", "scores")
+    __slots__ = ("request_id", "scores", "offset")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     scores: _containers.RepeatedCompositeFieldContainer[_common_pb2.PairScore]
-    def __init__(self, request_id: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[_common_pb2.PairScore, _Mapping]]] = ...) -> None: ...
+    offset: int
+    def __init__(self, request_id: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[_common_pb2.PairScore, _Mapping]]] = ..., offset: _Optional[int] = ...) -> None: ...

@@ -45,6 +45,16 @@ class CriticStub:
                 request_serializer=seft_dot_v1_dot_critic__pb2.ScorePairsRequest.SerializeToString,
                 response_deserializer=seft_dot_v1_dot_critic__pb2.ScorePairsResponse.FromString,
                 _registered_method=True)
+        self.ScoreStream = channel.unary_stream(
+                '/seft.v1.Critic/ScoreStream',
+                request_serializer=seft_dot_v1_dot_critic__pb2.ScoreRequest.SerializeToString,
+                response_deserializer=seft_dot_v1_dot_critic__pb2.ScoreResponse.FromString,
+                _registered_method=True)
+        self.ScorePairsStream = channel.unary_stream(
+                '/seft.v1.Critic/ScorePairsStream',
+                request_serializer=seft_dot_v1_dot_critic__pb2.ScorePairsRequest.SerializeToString,
+                response_deserializer=seft_dot_v1_dot_critic__pb2.ScorePairsResponse.FromString,
+                _registered_method=True)
 
 
 class CriticServicer:
@@ -63,6 +73,19 @@ class CriticServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScoreStream(self, request, context):
+        """Streaming forms for any number of items, answered in order in chunks; see `offset`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScorePairsStream(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CriticServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +96,16 @@ def add_CriticServicer_to_server(servicer, server):
             ),
             'ScorePairs': grpc.unary_unary_rpc_method_handler(
                     servicer.ScorePairs,
+                    request_deserializer=seft_dot_v1_dot_critic__pb2.ScorePairsRequest.FromString,
+                    response_serializer=seft_dot_v1_dot_critic__pb2.ScorePairsResponse.SerializeToString,
+            ),
+            'ScoreStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.ScoreStream,
+                    request_deserializer=seft_dot_v1_dot_critic__pb2.ScoreRequest.FromString,
+                    response_serializer=seft_dot_v1_dot_critic__pb2.ScoreResponse.SerializeToString,
+            ),
+            'ScorePairsStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.ScorePairsStream,
                     request_deserializer=seft_dot_v1_dot_critic__pb2.ScorePairsRequest.FromString,
                     response_serializer=seft_dot_v1_dot_critic__pb2.ScorePairsResponse.SerializeToString,
             ),
@@ -130,6 +163,60 @@ class Critic:
             request,
             target,
             '/seft.v1.Critic/ScorePairs',
+            seft_dot_v1_dot_critic__pb2.ScorePairsRequest.SerializeToString,
+            seft_dot_v1_dot_critic__pb2.ScorePairsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScoreStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/seft.v1.Critic/ScoreStream',
+            seft_dot_v1_dot_critic__pb2.ScoreRequest.SerializeToString,
+            seft_dot_v1_dot_critic__pb2.ScoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScorePairsStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/seft.v1.Critic/ScorePairsStream',
             seft_dot_v1_dot_critic__pb2.ScorePairsRequest.SerializeToString,
             seft_dot_v1_dot_critic__pb2.ScorePairsResponse.FromString,
             options,

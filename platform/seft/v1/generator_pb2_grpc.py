@@ -40,6 +40,11 @@ class GeneratorStub:
                 request_serializer=seft_dot_v1_dot_generator__pb2.GenerateRequest.SerializeToString,
                 response_deserializer=seft_dot_v1_dot_generator__pb2.GenerateResponse.FromString,
                 _registered_method=True)
+        self.GenerateStream = channel.unary_stream(
+                '/seft.v1.Generator/GenerateStream',
+                request_serializer=seft_dot_v1_dot_generator__pb2.GenerateRequest.SerializeToString,
+                response_deserializer=seft_dot_v1_dot_generator__pb2.GenerateResponse.FromString,
+                _registered_method=True)
 
 
 class GeneratorServicer:
@@ -52,11 +57,24 @@ class GeneratorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GenerateStream(self, request, context):
+        """Any number of prompts (no batch limit): results come back in order, in chunks as
+        they finish; each message's `offset` is the index of its first generation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GeneratorServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Generate': grpc.unary_unary_rpc_method_handler(
                     servicer.Generate,
+                    request_deserializer=seft_dot_v1_dot_generator__pb2.GenerateRequest.FromString,
+                    response_serializer=seft_dot_v1_dot_generator__pb2.GenerateResponse.SerializeToString,
+            ),
+            'GenerateStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.GenerateStream,
                     request_deserializer=seft_dot_v1_dot_generator__pb2.GenerateRequest.FromString,
                     response_serializer=seft_dot_v1_dot_generator__pb2.GenerateResponse.SerializeToString,
             ),
@@ -87,6 +105,33 @@ class Generator:
             request,
             target,
             '/seft.v1.Generator/Generate',
+            seft_dot_v1_dot_generator__pb2.GenerateRequest.SerializeToString,
+            seft_dot_v1_dot_generator__pb2.GenerateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/seft.v1.Generator/GenerateStream',
             seft_dot_v1_dot_generator__pb2.GenerateRequest.SerializeToString,
             seft_dot_v1_dot_generator__pb2.GenerateResponse.FromString,
             options,

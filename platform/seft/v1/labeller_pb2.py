@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from seft.v1 import common_pb2 as seft_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16seft/v1/labeller.proto\x12\x07seft.v1\x1a\x14seft/v1/common.proto\"`\n\tLabelItem\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x06prompt\x18\x02 \x03(\x0b\x32\x14.seft.v1.ChatMessage\x12\x10\n\x08original\x18\x03 \x01(\t\x12\x0f\n\x07revised\x18\x04 \x01(\t\"m\n\tLabelRule\x12\r\n\x05\x61lpha\x18\x01 \x01(\x01\x12\x0c\n\x04\x62\x65ta\x18\x02 \x01(\x01\x12\t\n\x01p\x18\x03 \x01(\x01\x12*\n\nrelabel_to\x18\x04 \x01(\x0e\x32\x16.seft.v1.RevisionLabel\x12\x0c\n\x04seed\x18\x05 \x01(\x04\"g\n\x0cLabelRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12!\n\x05items\x18\x02 \x03(\x0b\x32\x12.seft.v1.LabelItem\x12 \n\x04rule\x18\x03 \x01(\x0b\x32\x12.seft.v1.LabelRule\"w\n\x0bLabelResult\x12\n\n\x02id\x18\x01 \x01(\t\x12!\n\x05score\x18\x02 \x01(\x0b\x32\x12.seft.v1.PairScore\x12%\n\x05label\x18\x03 \x01(\x0e\x32\x16.seft.v1.RevisionLabel\x12\x12\n\nrelabelled\x18\x04 \x01(\x08\"J\n\rLabelResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07results\x18\x02 \x03(\x0b\x32\x14.seft.v1.LabelResult2B\n\x08Labeller\x12\x36\n\x05Label\x12\x15.seft.v1.LabelRequest\x1a\x16.seft.v1.LabelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16seft/v1/labeller.proto\x12\x07seft.v1\x1a\x14seft/v1/common.proto\"`\n\tLabelItem\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x06prompt\x18\x02 \x03(\x0b\x32\x14.seft.v1.ChatMessage\x12\x10\n\x08original\x18\x03 \x01(\t\x12\x0f\n\x07revised\x18\x04 \x01(\t\"m\n\tLabelRule\x12\r\n\x05\x61lpha\x18\x01 \x01(\x01\x12\x0c\n\x04\x62\x65ta\x18\x02 \x01(\x01\x12\t\n\x01p\x18\x03 \x01(\x01\x12*\n\nrelabel_to\x18\x04 \x01(\x0e\x32\x16.seft.v1.RevisionLabel\x12\x0c\n\x04seed\x18\x05 \x01(\x04\"g\n\x0cLabelRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12!\n\x05items\x18\x02 \x03(\x0b\x32\x12.seft.v1.LabelItem\x12 \n\x04rule\x18\x03 \x01(\x0b\x32\x12.seft.v1.LabelRule\"w\n\x0bLabelResult\x12\n\n\x02id\x18\x01 \x01(\t\x12!\n\x05score\x18\x02 \x01(\x0b\x32\x12.seft.v1.PairScore\x12%\n\x05label\x18\x03 \x01(\x0e\x32\x16.seft.v1.RevisionLabel\x12\x12\n\nrelabelled\x18\x04 \x01(\x08\"Z\n\rLabelResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07results\x18\x02 \x03(\x0b\x32\x14.seft.v1.LabelResult\x12\x0e\n\x06offset\x18\x03 \x01(\r2\x82\x01\n\x08Labeller\x12\x36\n\x05Label\x12\x15.seft.v1.LabelRequest\x1a\x16.seft.v1.LabelResponse\x12>\n\x0bLabelStream\x12\x15.seft.v1.LabelRequest\x1a\x16.seft.v1.LabelResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,7 +41,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LABELRESULT']._serialized_start=371
   _globals['_LABELRESULT']._serialized_end=490
   _globals['_LABELRESPONSE']._serialized_start=492
-  _globals['_LABELRESPONSE']._serialized_end=566
-  _globals['_LABELLER']._serialized_start=568
-  _globals['_LABELLER']._serialized_end=634
+  _globals['_LABELRESPONSE']._serialized_end=582
+  _globals['_LABELLER']._serialized_start=585
+  _globals['_LABELLER']._serialized_end=715
 # @@protoc_insertion_point(module_scope)

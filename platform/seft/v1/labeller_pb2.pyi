@@ -56,9 +56,11 @@ class LabelResult(_message.Message):
     def __init__(self, id: _Optional[str] = ..., score: _Optional[_Union[_common_pb2.PairScore, _Mapping]] = ..., label: _Optional[_Union[_common_pb2.RevisionLabel, str]] = ..., relabelled: _Optional[bool] = ...) -> None: ...
 
 class LabelResponse(_message.Message):
-    __slots__ = ("request_id", "results")
+    __slots__ = ("request_id", "results", "offset")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     results: _containers.RepeatedCompositeFieldContainer[LabelResult]
-    def __init__(self, request_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[LabelResult, _Mapping]]] = ...) -> None: ...
+    offset: int
+    def __init__(self, request_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[LabelResult, _Mapping]]] = ..., offset: _Optional[int] = ...) -> None: ...

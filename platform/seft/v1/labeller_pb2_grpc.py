@@ -41,6 +41,11 @@ class LabellerStub:
                 request_serializer=seft_dot_v1_dot_labeller__pb2.LabelRequest.SerializeToString,
                 response_deserializer=seft_dot_v1_dot_labeller__pb2.LabelResponse.FromString,
                 _registered_method=True)
+        self.LabelStream = channel.unary_stream(
+                '/seft.v1.Labeller/LabelStream',
+                request_serializer=seft_dot_v1_dot_labeller__pb2.LabelRequest.SerializeToString,
+                response_deserializer=seft_dot_v1_dot_labeller__pb2.LabelResponse.FromString,
+                _registered_method=True)
 
 
 class LabellerServicer:
@@ -54,11 +59,23 @@ class LabellerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LabelStream(self, request, context):
+        """Any number of items (no batch limit), answered in order in chunks; see `offset`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LabellerServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Label': grpc.unary_unary_rpc_method_handler(
                     servicer.Label,
+                    request_deserializer=seft_dot_v1_dot_labeller__pb2.LabelRequest.FromString,
+                    response_serializer=seft_dot_v1_dot_labeller__pb2.LabelResponse.SerializeToString,
+            ),
+            'LabelStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.LabelStream,
                     request_deserializer=seft_dot_v1_dot_labeller__pb2.LabelRequest.FromString,
                     response_serializer=seft_dot_v1_dot_labeller__pb2.LabelResponse.SerializeToString,
             ),
@@ -90,6 +107,33 @@ class Labeller:
             request,
             target,
             '/seft.v1.Labeller/Label',
+            seft_dot_v1_dot_labeller__pb2.LabelRequest.SerializeToString,
+            seft_dot_v1_dot_labeller__pb2.LabelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LabelStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/seft.v1.Labeller/LabelStream',
             seft_dot_v1_dot_labeller__pb2.LabelRequest.SerializeToString,
             seft_dot_v1_dot_labeller__pb2.LabelResponse.FromString,
             options,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from seft.v1 import common_pb2 as seft_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15seft/v1/reviser.proto\x12\x07seft.v1\x1a\x14seft/v1/common.proto\"F\n\x0cRevisionItem\x12$\n\x06prompt\x18\x01 \x03(\x0b\x32\x14.seft.v1.ChatMessage\x12\x10\n\x08original\x18\x02 \x01(\t\"\x8a\x01\n\rReviseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\x05items\x18\x02 \x03(\x0b\x32\x15.seft.v1.RevisionItem\x12)\n\x08sampling\x18\x03 \x01(\x0b\x32\x17.seft.v1.SamplingParams\x12\x14\n\x0c\x66orce_revise\x18\x04 \x01(\x08\"o\n\x08Revision\x12%\n\x05label\x18\x01 \x01(\x0e\x32\x16.seft.v1.RevisionLabel\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0f\n\x07revised\x18\x03 \x01(\x08\x12\x1d\n\x05usage\x18\x04 \x01(\x0b\x32\x0e.seft.v1.Usage\"J\n\x0eReviseResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\trevisions\x18\x02 \x03(\x0b\x32\x11.seft.v1.Revision2D\n\x07Reviser\x12\x39\n\x06Revise\x12\x16.seft.v1.ReviseRequest\x1a\x17.seft.v1.ReviseResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15seft/v1/reviser.proto\x12\x07seft.v1\x1a\x14seft/v1/common.proto\"F\n\x0cRevisionItem\x12$\n\x06prompt\x18\x01 \x03(\x0b\x32\x14.seft.v1.ChatMessage\x12\x10\n\x08original\x18\x02 \x01(\t\"\x8a\x01\n\rReviseRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\x05items\x18\x02 \x03(\x0b\x32\x15.seft.v1.RevisionItem\x12)\n\x08sampling\x18\x03 \x01(\x0b\x32\x17.seft.v1.SamplingParams\x12\x14\n\x0c\x66orce_revise\x18\x04 \x01(\x08\"o\n\x08Revision\x12%\n\x05label\x18\x01 \x01(\x0e\x32\x16.seft.v1.RevisionLabel\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0f\n\x07revised\x18\x03 \x01(\x08\x12\x1d\n\x05usage\x18\x04 \x01(\x0b\x32\x0e.seft.v1.Usage\"Z\n\x0eReviseResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\trevisions\x18\x02 \x03(\x0b\x32\x11.seft.v1.Revision\x12\x0e\n\x06offset\x18\x03 \x01(\r2\x87\x01\n\x07Reviser\x12\x39\n\x06Revise\x12\x16.seft.v1.ReviseRequest\x1a\x17.seft.v1.ReviseResponse\x12\x41\n\x0cReviseStream\x12\x16.seft.v1.ReviseRequest\x1a\x17.seft.v1.ReviseResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,7 +39,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REVISION']._serialized_start=269
   _globals['_REVISION']._serialized_end=380
   _globals['_REVISERESPONSE']._serialized_start=382
-  _globals['_REVISERESPONSE']._serialized_end=456
-  _globals['_REVISER']._serialized_start=458
-  _globals['_REVISER']._serialized_end=526
+  _globals['_REVISERESPONSE']._serialized_end=472
+  _globals['_REVISER']._serialized_start=475
+  _globals['_REVISER']._serialized_end=610
 # @@protoc_insertion_point(module_scope)

@@ -40,9 +40,11 @@ class Revision(_message.Message):
     def __init__(self, label: _Optional[_Union[_common_pb2.RevisionLabel, str]] = ..., text: _Optional[str] = ..., revised: _Optional[bool] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ...) -> None: ...
 
 class ReviseResponse(_message.Message):
-    __slots__ = ("request_id", "revisions")
+    __slots__ = ("request_id", "revisions", "offset")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     REVISIONS_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     revisions: _containers.RepeatedCompositeFieldContainer[Revision]
-    def __init__(self, request_id: _Optional[str] = ..., revisions: _Optional[_Iterable[_Union[Revision, _Mapping]]] = ...) -> None: ...
+    offset: int
+    def __init__(self, request_id: _Optional[str] = ..., revisions: _Optional[_Iterable[_Union[Revision, _Mapping]]] = ..., offset: _Optional[int] = ...) -> None: ...

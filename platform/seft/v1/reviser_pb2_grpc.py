@@ -41,6 +41,11 @@ class ReviserStub:
                 request_serializer=seft_dot_v1_dot_reviser__pb2.ReviseRequest.SerializeToString,
                 response_deserializer=seft_dot_v1_dot_reviser__pb2.ReviseResponse.FromString,
                 _registered_method=True)
+        self.ReviseStream = channel.unary_stream(
+                '/seft.v1.Reviser/ReviseStream',
+                request_serializer=seft_dot_v1_dot_reviser__pb2.ReviseRequest.SerializeToString,
+                response_deserializer=seft_dot_v1_dot_reviser__pb2.ReviseResponse.FromString,
+                _registered_method=True)
 
 
 class ReviserServicer:
@@ -54,11 +59,23 @@ class ReviserServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReviseStream(self, request, context):
+        """Any number of items (no batch limit), answered in order in chunks; see `offset`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReviserServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Revise': grpc.unary_unary_rpc_method_handler(
                     servicer.Revise,
+                    request_deserializer=seft_dot_v1_dot_reviser__pb2.ReviseRequest.FromString,
+                    response_serializer=seft_dot_v1_dot_reviser__pb2.ReviseResponse.SerializeToString,
+            ),
+            'ReviseStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReviseStream,
                     request_deserializer=seft_dot_v1_dot_reviser__pb2.ReviseRequest.FromString,
                     response_serializer=seft_dot_v1_dot_reviser__pb2.ReviseResponse.SerializeToString,
             ),
@@ -90,6 +107,33 @@ class Reviser:
             request,
             target,
             '/seft.v1.Reviser/Revise',
+            seft_dot_v1_dot_reviser__pb2.ReviseRequest.SerializeToString,
+            seft_dot_v1_dot_reviser__pb2.ReviseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviseStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/seft.v1.Reviser/ReviseStream',
             seft_dot_v1_dot_reviser__pb2.ReviseRequest.SerializeToString,
             seft_dot_v1_dot_reviser__pb2.ReviseResponse.FromString,
             options,

@@ -5,6 +5,10 @@ from dataclasses import dataclass
 from seft.labelling import Label
 
 
+class Cancelled(Exception):
+    """The call's client cancelled, or its deadline passed: its work was stopped."""
+
+
 @dataclass(frozen=True)
 class Completion:
     text: str

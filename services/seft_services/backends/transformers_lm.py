@@ -13,6 +13,24 @@ from seft_services.backends import Completion, Revision
 from seft_services.protocol import SamplingParams
 
 
+class _StopRows:
+    """A StoppingCriteria from per-row flags: rows whose call was cancelled stop generating."""
+
+    def __init__(self, stop):
+        self.stop = stop
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.Tensor:
+        return torch.tensor(self.stop(), dtype=torch.bool, device=input_ids.device)
+
+
+def _rows(stop, rows: list[int]):
+    """The stop flags of some rows only (those still generating)."""
+    if stop is None:
+        return None
+    keep = set(rows)
+    return lambda: [flag for i, flag in enumerate(stop()) if i in keep]
+
+
 class CausalLM:
     """A causal LM and its tokenizer; calls are serialised (one batch at a time)."""
 
@@ -40,10 +58,15 @@ class CausalLM:
         return ids, mask
 
     @torch.inference_mode()
-    def generate(self, seqs: list[list[int]], params: SamplingParams) -> list[list[int]]:
-        """New token ids for each prompt (up to, not including, EOS)."""
+    def generate(self, seqs: list[list[int]], params: SamplingParams, stop=None) -> list[list[int]]:
+        """New token ids for each prompt (up to, not including, EOS). stop: per-row flags polled at
+        every step; a flagged row stops (its call was cancelled)."""
+        from transformers import StoppingCriteriaList
+
         ids, mask = self._left_pad(seqs)
         kwargs = {"do_sample": params.temperature > 0}
+        if stop is not None:
+            kwargs["stopping_criteria"] = StoppingCriteriaList([_StopRows(stop)])
         if kwargs["do_sample"]:
             kwargs.update(temperature=params.temperature, top_p=params.top_p)
         if params.seed is not None:
@@ -52,10 +75,9 @@ class CausalLM:
                                   pad_token_id=self.tokenizer.pad_token_id,
                                   eos_token_id=self.tokenizer.eos_token_id, **kwargs)
         results = []
+        ends = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}  # a stopped row is padded
         for row in out[:, ids.shape[1]:].tolist():
-            if self.tokenizer.eos_token_id in row:
-                row = row[: row.index(self.tokenizer.eos_token_id)]
-            results.append(row)
+            results.append(next((row[:i] for i, t in enumerate(row) if t in ends), row))
         return results
 
     @torch.inference_mode()
@@ -85,10 +107,10 @@ class TransformersGenerator:
     def __init__(self, lm: CausalLM):
         self.lm = lm
 
-    def generate(self, prompts: list[list[dict]], params: SamplingParams) -> list[Completion]:
+    def generate(self, prompts: list[list[dict]], params: SamplingParams, stop=None) -> list[Completion]:
         seqs = [self.lm.encode(p) for p in prompts]
         with self.lm.lock:
-            outs = self.lm.generate(seqs, params)
+            outs = self.lm.generate(seqs, params, stop)
         return [Completion(self.lm.decode(o), len(s), len(o)) for s, o in zip(seqs, outs)]
 
 
@@ -119,7 +141,7 @@ class TransformersReviser:
         return [labels[i] for i in picks.tolist()]
 
     def revise(self, items: list[tuple[list[dict], str]], params: SamplingParams,
-               force_revise: bool = False) -> list[Revision]:
+               force_revise: bool = False, stop=None) -> list[Revision]:
         seqs = [self.lm.encode(reviser_prompt(prompt, original)) for prompt, original in items]
         with self.lm.lock:
             if params.seed is not None:
@@ -129,7 +151,7 @@ class TransformersReviser:
             outs = {}
             if todo:
                 prefixed = [seqs[i] + (self.label_ids[labels[i]] if labels[i] else []) for i in todo]
-                outs = dict(zip(todo, self.lm.generate(prefixed, params)))
+                outs = dict(zip(todo, self.lm.generate(prefixed, params, _rows(stop, todo))))
         results = []
         for i, ((_, original), label) in enumerate(zip(items, labels)):
             label_cost = len(self.label_ids[label]) if label else 0
