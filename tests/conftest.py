@@ -71,6 +71,40 @@ def endless_model(tmp_path_factory, base_model) -> Path:
     return out
 
 
+class Served:
+    """A `seft serve ...` subprocess on a free port: .proc, .endpoint; stderr goes to .log."""
+
+    def __init__(self, tmp_path: Path, *args: str, timeout: float = 120):
+        import subprocess
+        import sys
+        import time
+
+        port_file = tmp_path / f"port-{os.urandom(4).hex()}"
+        self.log = port_file.with_suffix(".log")
+        self.proc = subprocess.Popen([sys.executable, "-m", "seft.cli", "serve", *args, "--port", "0",
+                                      "--port-file", str(port_file)], stderr=self.log.open("w"))
+        deadline = time.monotonic() + timeout
+        while not port_file.exists():
+            assert self.proc.poll() is None, f"seft serve exited: {self.log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "seft serve did not come up"
+            time.sleep(0.1)
+        self.endpoint = f"127.0.0.1:{port_file.read_text()}"
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM, then the exit code."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.proc.wait(timeout=timeout)
+
+    def __enter__(self) -> "Served":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 # -- S3: a real S3 server (moto's server mode) on loopback ------------------------------------
 S3_SECRET = "seft-test-secret-" + os.urandom(6).hex()  # tests grep logs for it
 

@@ -51,6 +51,9 @@ def rpc(method):
                 raise InvalidArgument(f"request: {request.reason}")
             yield
             code = _final_code(context)
+        except GeneratorExit:  # gRPC closed a stream whose client went away
+            code = "CANCELLED"
+            raise
         except InvalidArgument as exc:
             code = "INVALID_ARGUMENT"
             log.info("invalid request id=%s method=%s reason=%s", request.request_id, name, exc)

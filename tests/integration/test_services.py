@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-import time
 
 import grpc
 import pytest
@@ -22,7 +21,7 @@ from seft_services.backends.transformers_lm import CausalLM, TransformersGenerat
 from seft_services.protocol import Limits
 from seft_services.server import Server
 
-from conftest import sort_prompts
+from conftest import Served, sort_prompts
 
 pytestmark = pytest.mark.integration
 RULE = "seft.tasks.sorting:score"
@@ -186,24 +185,14 @@ def test_bad_input_is_invalid_argument_with_a_reason(channel, method, request_, 
 
 
 def test_seft_serve_subprocess_reports_serving_and_stops_on_sigterm(tmp_path):
-    port_file = tmp_path / "port"
-    proc = subprocess.Popen([sys.executable, "-m", "seft.cli", "serve", "critic", "--critic", "rule", "--callable", RULE,
-                             "--port", "0", "--port-file", str(port_file)], stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not port_file.exists():
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
-        endpoint = f"127.0.0.1:{port_file.read_text()}"
-        with grpc.insecure_channel(endpoint) as ch:
+    with Served(tmp_path, "critic", "--critic", "rule", "--callable", RULE) as served:
+        with grpc.insecure_channel(served.endpoint) as ch:
             status = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service="seft.v1.Critic"))
             assert status.status == health_pb2.HealthCheckResponse.SERVING
-        with CriticClient(endpoint) as client:
+        with CriticClient(served.endpoint) as client:
             assert client.score([(msgs_dict(), "1 2 3")]) == [1.0]
-    finally:
-        proc.terminate()
-    assert proc.wait(timeout=30) == 0
-    assert "shutting down" in proc.stderr.read()
+        assert served.stop() == 0
+    assert "shutting down" in served.log.read_text()
 
 
 def test_seft_serve_refuses_a_bad_callable():
@@ -263,3 +252,114 @@ def test_force_revise_never_answers_no_revise(server):
                                  force_revise=True)
     assert kept.label is Label.NO and not kept.revised
     assert forced.label in (Label.MAJOR, Label.MINOR) and forced.revised
+
+
+# -- server streaming: any number of items, answered in order in chunks of max_batch -------------
+def _stream_cases():
+    gen, rev, cri, lab = generator_pb2, reviser_pb2, critic_pb2, labeller_pb2
+    n = 2 * MAX_BATCH + 2
+    rule = lab.LabelRule(alpha=0.3, beta=0.9, p=1.0, relabel_to=common_pb2.MAJOR_REVISE)
+    sampling = common_pb2.SamplingParams(max_new_tokens=3)
+    return [
+        (generator_pb2_grpc.GeneratorStub, "Generate", "generations",
+         gen.GenerateRequest(prompts=[gen.Prompt(messages=msgs(f"Sort ascending : {i} 1")) for i in range(n)],
+                             sampling=sampling)),
+        (reviser_pb2_grpc.ReviserStub, "Revise", "revisions",
+         rev.ReviseRequest(items=[rev.RevisionItem(prompt=msgs(), original=f"{i} 1") for i in range(n)],
+                           sampling=sampling)),
+        (critic_pb2_grpc.CriticStub, "Score", "rewards",
+         cri.ScoreRequest(items=[cri.ScoreItem(prompt=msgs(), response=f"1 {i}") for i in range(n)])),
+        (critic_pb2_grpc.CriticStub, "ScorePairs", "scores",
+         cri.ScorePairsRequest(items=[cri.PairItem(prompt=msgs(), original=f"{i} 1", revised="1 2 3")
+                                      for i in range(n)])),
+        (labeller_pb2_grpc.LabellerStub, "Label", "results",
+         lab.LabelRequest(rule=rule, items=[lab.LabelItem(id=str(i), prompt=msgs(), original=f"{i} 2 1",
+                                                          revised="1 2 3") for i in range(n)])),
+    ]
+
+
+@pytest.mark.parametrize("stub_cls, method, field, request_", _stream_cases(), ids=lambda x: x if isinstance(x, str) else "")
+def test_streaming_answers_every_item_in_order_in_chunks(channel, stub_cls, method, field, request_):
+    stub = stub_cls(channel)
+    chunks = list(getattr(stub, method + "Stream")(request_))
+    n = len(_inputs(request_))
+    assert [c.offset for c in chunks] == list(range(0, n, MAX_BATCH))
+    assert [len(getattr(c, field)) for c in chunks] == [MAX_BATCH, MAX_BATCH, n - 2 * MAX_BATCH]
+    for c in chunks:  # each chunk is what a unary call on the same items answers
+        part = type(request_)()
+        part.CopyFrom(request_)
+        del _inputs(part)[:c.offset]
+        del _inputs(part)[len(getattr(c, field)):]
+        assert list(getattr(getattr(stub, method)(part), field)) == list(getattr(c, field))
+
+
+def _inputs(request_):
+    return request_.prompts if isinstance(request_, generator_pb2.GenerateRequest) else request_.items
+
+
+def test_streaming_validates_every_item_before_answering(channel):
+    stub = critic_pb2_grpc.CriticStub(channel)
+    items = [critic_pb2.ScoreItem(prompt=msgs(), response="1")] * (3 * MAX_BATCH) + [critic_pb2.ScoreItem(response="1")]
+    code, details = _code(lambda r: list(stub.ScoreStream(r)), critic_pb2.ScoreRequest(items=items))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and f"items[{3 * MAX_BATCH}].prompt: empty prompt" in details
+
+
+# -- a client that knows nothing but what server reflection tells it --------------------------
+REFLECTION_REQUESTS = {  # JSON per request type, as a grpcurl user would write it
+    "seft.v1.GenerateRequest": {"prompts": [{"messages": [{"role": "user", "content": "Sort ascending : 2 1"}]}],
+                                "sampling": {"maxNewTokens": 3}},
+    "seft.v1.ReviseRequest": {"items": [{"prompt": [{"role": "user", "content": "Sort ascending : 2 1"}],
+                                         "original": "2 1"}]},
+    "seft.v1.ScoreRequest": {"items": [{"prompt": [{"role": "user", "content": "Sort ascending : 2 1"}],
+                                        "response": "1 2"}]},
+    "seft.v1.ScorePairsRequest": {"items": [{"prompt": [{"role": "user", "content": "Sort ascending : 2 1"}],
+                                             "original": "2 1", "revised": "1 2"}]},
+    "seft.v1.LabelRequest": {"items": [{"id": "a", "prompt": [{"role": "user", "content": "Sort ascending : 2 1"}],
+                                        "original": "2 1", "revised": "1 2"}],
+                             "rule": {"alpha": 0.3, "beta": 0.9, "p": 1.0, "relabelTo": "MAJOR_REVISE"}},
+}
+
+
+def test_a_reflection_only_client_calls_every_method(channel):
+    """No generated code: service, method and message types all come from server reflection."""
+    from google.protobuf import json_format
+    from google.protobuf.descriptor_pool import DescriptorPool
+    from google.protobuf.message_factory import GetMessageClass
+
+    db = ProtoReflectionDescriptorDatabase(channel)
+    pool = DescriptorPool(db)
+    answers = {}
+    for service_name in sorted(s for s in db.get_services() if s.startswith("seft.v1.")):
+        for method in pool.FindServiceByName(service_name).methods:
+            req_cls, resp_cls = GetMessageClass(method.input_type), GetMessageClass(method.output_type)
+            request = json_format.ParseDict({**REFLECTION_REQUESTS[method.input_type.full_name], "requestId": method.name},
+                                            req_cls())
+            path = f"/{service_name}/{method.name}"
+            if method.server_streaming:
+                call = channel.unary_stream(path, request_serializer=req_cls.SerializeToString,
+                                            response_deserializer=resp_cls.FromString)
+                replies = [json_format.MessageToDict(r) for r in call(request, timeout=30)]
+            else:
+                call = channel.unary_unary(path, request_serializer=req_cls.SerializeToString,
+                                           response_deserializer=resp_cls.FromString)
+                replies = [json_format.MessageToDict(call(request, timeout=30))]
+            assert all(r["requestId"] == method.name for r in replies)
+            answers[method.name] = replies[0]
+    assert sorted(answers) == ["Generate", "GenerateStream", "Label", "LabelStream", "Revise", "ReviseStream",
+                               "Score", "ScorePairs", "ScorePairsStream", "ScoreStream"]
+    assert answers["Score"]["rewards"] == answers["ScoreStream"]["rewards"] == [1.0]
+    assert answers["Revise"]["revisions"][0]["label"] == "NO_REVISE"
+    assert answers["Label"]["results"][0]["label"] == "MAJOR_REVISE"
+    assert answers["ScorePairs"]["scores"][0]["benefit"] == pytest.approx(1.0)
+    assert len(answers["GenerateStream"]["generations"]) == 1
+
+
+def test_invalid_utf8_in_a_text_field_is_invalid_argument(channel):
+    """protobuf refuses strings that are not UTF-8; the service says so instead of a bare INTERNAL."""
+    good = reviser_pb2.ReviseRequest(request_id="u", items=[reviser_pb2.RevisionItem(prompt=msgs(), original="XYZ")])
+    raw = good.SerializeToString().replace(b"XYZ", b"\xff\xfeZ")
+    call = channel.unary_unary("/seft.v1.Reviser/Revise", request_serializer=None,
+                               response_deserializer=reviser_pb2.ReviseResponse.FromString)
+    code, details = _code(call, raw)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "bad UTF-8" in details and "ReviseRequest" in details
+    assert call(good.SerializeToString()).revisions[0].text == "XYZ"  # the same bytes, valid, are served

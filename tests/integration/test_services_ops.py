@@ -18,6 +18,8 @@ from seft_services.backends.critics import RuleCritic
 from seft_services.backends.transformers_lm import CausalLM, TransformersReviser
 from seft_services.server import Server, ServerTLS
 
+from conftest import Served
+
 pytestmark = pytest.mark.integration
 RULE = "seft.tasks.sorting:score"
 PROMPT = [{"role": "user", "content": "Sort ascending : 3 1 2"}]
@@ -115,7 +117,8 @@ def test_prometheus_metrics(no_revise_reviser):
         assert m[("seft_requests_total", (("code", "OK"), ("method", "Score")))] == 2
         assert m[("seft_requests_total", (("code", "INVALID_ARGUMENT"), ("method", "Score")))] == 1
         assert m[("seft_request_seconds_count", (("method", "Score"),))] == 3
-        assert m[("seft_batch_items_sum", (("method", "Score"),))] == 2 + 1 + 1  # the bad call had 1 item
+        assert m[("seft_batch_items_sum", (("method", "Score"),))] == 2 + 1  # the invalid call ran no batch
+        assert m[("seft_requests_in_flight", (("method", "Score"),))] == 0
         assert m[("seft_revision_labels_total", (("label", "no"),))] == 2
         assert m[("seft_tokens_generated_total", (("method", "Revise"),))] == 2  # one label token each
     finally:
@@ -157,18 +160,8 @@ def test_seft_revise_a_jsonl_file(reviser_endpoint, tmp_path):
 
 def test_seft_serve_with_tls_and_metrics(pki, tmp_path):
     cert, key = pki["server"]
-    port_file = tmp_path / "port"
-    proc = subprocess.Popen([sys.executable, "-m", "seft.cli", "serve", "critic", "--critic", "rule", "--callable", RULE,
-                             "--port", "0", "--port-file", str(port_file), "--tls-cert", cert, "--tls-key", key,
-                             "--metrics-port", "0"], stderr=subprocess.PIPE, text=True)
-    try:
-        import time
-        deadline = time.monotonic() + 60
-        while not port_file.exists():
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
-        assert _score(f"127.0.0.1:{port_file.read_text()}", ClientTLS(pki["ca"])) == [1.0]
-    finally:
-        proc.terminate()
-    assert proc.wait(timeout=30) == 0
+    with Served(tmp_path, "critic", "--critic", "rule", "--callable", RULE, "--tls-cert", cert, "--tls-key", key,
+                "--metrics-port", "0") as served:
+        assert _score(served.endpoint, ClientTLS(pki["ca"])) == [1.0]
+        assert served.stop() == 0
     assert seft("serve", "critic", "--critic", "rule", "--callable", RULE, "--tls-cert", cert).returncode == 1

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from seft.chat import prompt_ids, reviser_prompt
 from seft.labelling import Label
 from seft_services.backends import Cancelled, Completion, Revision
-from seft_services.protocol import InvalidArgument, SamplingParams
+from seft_services.protocol import SamplingParams
 
 log = logging.getLogger("seft.services")
 

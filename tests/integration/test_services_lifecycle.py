@@ -1,0 +1,155 @@
+"""What happens to calls over a service's life: cancelled and deadline-exceeded calls stop their
+generation and free their slot; shutdown under load drains in-flight calls; 32 clients for 60 s."""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import threading
+import time
+
+import grpc
+import pytest
+
+from seft.v1 import common_pb2, generator_pb2, generator_pb2_grpc, reviser_pb2, reviser_pb2_grpc
+from seft_services.backends.transformers_lm import CausalLM, TransformersGenerator
+from seft_services.protocol import Limits
+from seft_services.server import Server
+
+from conftest import Served
+
+pytestmark = pytest.mark.integration
+MAX_NEW = 3000  # the endless model always generates exactly this many tokens unless stopped
+
+
+def prompt(text: str = "Sort ascending : 3 1 2"):
+    return [common_pb2.ChatMessage(role="user", content=text)]
+
+
+def metric(server: Server, name: str, **labels) -> float:
+    value = server.metrics.registry.get_sample_value(name, labels)
+    return value or 0.0
+
+
+def wait_idle(server: Server, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while server.in_flight() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.in_flight() == 0, "a cancelled call still holds its slot"
+
+
+@pytest.fixture(scope="module")
+def endless(endless_model):
+    srv = Server({"generator": TransformersGenerator(CausalLM(str(endless_model)))},
+                 limits=Limits(max_batch=2, max_new_tokens=MAX_NEW)).start()
+    yield srv
+    srv.stop(grace=1)
+
+
+def test_a_deadline_stops_the_generation_and_frees_the_slot(endless):
+    with grpc.insecure_channel(endless.endpoint) as ch:
+        stub = generator_pb2_grpc.GeneratorStub(ch)
+        long = generator_pb2.GenerateRequest(prompts=[generator_pb2.Prompt(messages=prompt())] * 2,
+                                             sampling=common_pb2.SamplingParams(max_new_tokens=MAX_NEW))
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Generate(long, timeout=0.5)
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        wait_idle(endless)
+        tokens = metric(endless, "seft_tokens_generated_total", method="Generate")
+        assert 0 < tokens < 2 * MAX_NEW  # stopped part-way; unstopped it would be exactly 2 * MAX_NEW
+        assert metric(endless, "seft_requests_total", method="Generate", code="DEADLINE_EXCEEDED") == 1
+        short = generator_pb2.GenerateRequest(prompts=[generator_pb2.Prompt(messages=prompt())],
+                                              sampling=common_pb2.SamplingParams(max_new_tokens=5))
+        [g] = stub.Generate(short, timeout=30).generations
+        assert g.usage.completion_tokens == 5  # the model is served again
+
+
+def test_a_cancelled_stream_stops_after_the_chunk_in_progress(endless):
+    before = metric(endless, "seft_tokens_generated_total", method="Generate")
+    with grpc.insecure_channel(endless.endpoint) as ch:
+        request = generator_pb2.GenerateRequest(prompts=[generator_pb2.Prompt(messages=prompt())] * 8,
+                                                sampling=common_pb2.SamplingParams(max_new_tokens=100))
+        call = generator_pb2_grpc.GeneratorStub(ch).GenerateStream(request)
+        first = next(call)
+        assert first.offset == 0 and [g.usage.completion_tokens for g in first.generations] == [100, 100]
+        call.cancel()
+        wait_idle(endless)
+    generated = metric(endless, "seft_tokens_generated_total", method="Generate") - before
+    assert generated < 8 * 100  # at most the chunk in progress ran after the first; never all four
+    assert metric(endless, "seft_requests_total", method="GenerateStream", code="CANCELLED") == 1
+
+
+def revise_request(i: int) -> reviser_pb2.ReviseRequest:
+    return reviser_pb2.ReviseRequest(request_id=f"r{i}", items=[reviser_pb2.RevisionItem(
+        prompt=prompt(f"Sort ascending : {i % 7} 3 1"), original=f"{i % 7} 3 1")],
+        sampling=common_pb2.SamplingParams(max_new_tokens=8))
+
+
+def hammer(endpoint: str, clients: int, until: threading.Event, outcomes: list) -> list[threading.Thread]:
+    """`clients` threads, each calling Revise back to back (no retries) until `until` is set or a
+    call fails; each outcome is (start, end, status code name, revision or None)."""
+    def client(k: int) -> None:
+        with grpc.insecure_channel(endpoint, options=[("grpc.enable_retries", 0)]) as ch:
+            stub = reviser_pb2_grpc.ReviserStub(ch)
+            i = k
+            while not until.is_set():
+                start = time.monotonic()
+                try:
+                    [rev] = stub.Revise(revise_request(i), timeout=60).revisions
+                    outcomes.append((start, time.monotonic(), "OK", rev))
+                except grpc.RpcError as exc:
+                    outcomes.append((start, time.monotonic(), exc.code().name, None))
+                    return
+                i += clients
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def test_shutdown_under_load_answers_every_accepted_call(tmp_path, major_reviser):
+    with Served(tmp_path, "reviser", "--model", str(major_reviser)) as served:
+        outcomes: list = []
+        threads = hammer(served.endpoint, 16, threading.Event(), outcomes)
+        time.sleep(3)
+        stop_at = time.monotonic()
+        served.proc.send_signal(signal.SIGTERM)
+        for t in threads:
+            t.join(timeout=90)
+        assert not any(t.is_alive() for t in threads), "a call never got an answer"
+        assert served.proc.wait(timeout=60) == 0
+    codes = {code for *_, code, _ in outcomes}
+    assert codes <= {"OK", "UNAVAILABLE"}, codes  # every call answered, or refused once shutting down
+    drained = [o for o in outcomes if o[2] == "OK" and o[0] < stop_at < o[1]]
+    assert drained, "no call was in flight at SIGTERM"
+    assert all(rev.text == "1 2 3" for *_, rev in drained)  # and in-flight ones got their full answer
+    log = served.log.read_text()
+    assert "draining" in log and "shutting down" in log
+
+
+LOAD_SECONDS = float(os.environ.get("SEFT_LOAD_SECONDS", "60"))
+
+
+@pytest.mark.timeout(LOAD_SECONDS + 300)
+def test_32_clients_for_a_minute_against_the_reviser(tmp_path, major_reviser, capsys):
+    with Served(tmp_path, "reviser", "--model", str(major_reviser)) as served:
+        outcomes: list = []
+        done = threading.Event()
+        threads = hammer(served.endpoint, 32, done, outcomes)
+        time.sleep(LOAD_SECONDS)
+        done.set()
+        for t in threads:
+            t.join(timeout=120)
+        assert served.stop() == 0
+    errors = [code for _, _, code, _ in outcomes if code != "OK"]
+    assert not errors, f"{len(errors)} errors: {sorted(set(errors))}"
+    assert all(rev.label == common_pb2.MAJOR_REVISE and rev.text == "1 2 3" for *_, rev in outcomes)
+    latencies = sorted(end - start for start, end, _, _ in outcomes)
+    p50 = statistics.median(latencies)
+    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+    span = max(end for _, end, _, _ in outcomes) - min(start for start, _, _, _ in outcomes)
+    with capsys.disabled():
+        print(f"\nreviser load: 32 clients x {LOAD_SECONDS:.0f} s: {len(outcomes)} calls, 0 errors, "
+              f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, {len(outcomes) / span:.1f} revisions/s")
