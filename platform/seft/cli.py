@@ -178,19 +178,23 @@ def cmd_revise(args) -> int:
     items = _revise_items(args)
     tls = ClientTLS(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None
     sampling = Sampling(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
-    with ReviserClient(args.endpoint, batch_size=args.batch_size, tls=tls) as client, \
-            Progress(console=Console(stderr=True), transient=True) as bar:
+    revised = 0
+
+    def rows(client, bar, task):  # streamed: each row is written as its chunk arrives
+        nonlocal revised
+        for it, r in zip(items, client.revise_stream([(it["prompt"], it["response"]) for it in items], sampling)):
+            bar.advance(task)
+            revised += r.revised
+            yield {**it, "label": r.label.value if r.label else None, "revised": r.revised, "revision": r.text}
+
+    with ReviserClient(args.endpoint, tls=tls) as client, Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("revising", total=len(items))
-        revisions = client.revise([(it["prompt"], it["response"]) for it in items], sampling,
-                                  on_batch=lambda n: bar.advance(task, n))
-    rows = [{**it, "label": r.label.value if r.label else None, "revised": r.revised, "revision": r.text}
-            for it, r in zip(items, revisions)]
-    if args.output:
-        write_jsonl(args.output, rows)
-        print(f"revised {sum(r['revised'] for r in rows)} of {len(rows)}; wrote {args.output}", file=sys.stderr)
-    else:
-        for row in rows:
-            print(json.dumps(row, ensure_ascii=False))
+        if args.output:  # atomic: a failed run leaves no partial file
+            write_jsonl(args.output, rows(client, bar, task))
+            print(f"revised {revised} of {len(items)}; wrote {args.output}", file=sys.stderr)
+        else:
+            for row in rows(client, bar, task):
+                print(json.dumps(row, ensure_ascii=False), flush=True)
     return 0
 
 
@@ -314,7 +318,6 @@ def parser() -> argparse.ArgumentParser:
     rv.add_argument("--response", help="the response to revise")
     rv.add_argument("--input", help='JSONL of {"prompt": str or messages, "response": str}')
     rv.add_argument("--output", help="JSONL written with label, revised and revision added (default stdout)")
-    rv.add_argument("--batch-size", type=positive, default=32)
     rv.add_argument("--max-new-tokens", type=positive, default=256)
     rv.add_argument("--temperature", type=float, default=0.0)
     rv.add_argument("--tls-ca", help="PEM CA of the server's certificate: connect with TLS")

@@ -2,13 +2,14 @@
 
 Each call takes any number of items and sends them in batches of `batch_size`; `on_batch`
 (called with the number of items done) drives a progress bar. UNAVAILABLE is retried with
-backoff by gRPC's own retry policy."""
+backoff by gRPC's own retry policy. `ReviserClient.revise_stream` sends everything in one
+server-streaming call and yields revisions as their chunks arrive."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,20 +122,40 @@ class GeneratorClient(_Client):
         return self._batched(prompts, call, on_batch)
 
 
+def _revised(r: reviser_pb2.Revision) -> Revised:
+    return Revised(LABEL_OF.get(r.label), r.text, r.revised, r.usage.completion_tokens)
+
+
 class ReviserClient(_Client):
+    @staticmethod
+    def _request(items, sampling, seed, force_revise) -> reviser_pb2.ReviseRequest:
+        return reviser_pb2.ReviseRequest(
+            request_id=uuid.uuid4().hex, items=[reviser_pb2.RevisionItem(prompt=messages(p), original=o) for p, o in items],
+            sampling=_sampling(sampling, seed), force_revise=force_revise)
+
     def revise(self, items: Sequence[tuple[list[dict], str]], sampling: Sampling | None = None,
                seed: int | None = None, on_batch=None, force_revise: bool = False) -> list[Revised]:
         stub = reviser_pb2_grpc.ReviserStub(self.channel)
 
         def call(chunk, start):
-            req = reviser_pb2.ReviseRequest(
-                request_id=uuid.uuid4().hex,
-                items=[reviser_pb2.RevisionItem(prompt=messages(p), original=o) for p, o in chunk],
-                sampling=_sampling(sampling, None if seed is None else seed + start), force_revise=force_revise)
-            return [Revised(LABEL_OF.get(r.label), r.text, r.revised, r.usage.completion_tokens)
-                    for r in stub.Revise(req, timeout=self.timeout).revisions]
+            req = self._request(chunk, sampling, None if seed is None else seed + start, force_revise)
+            return [_revised(r) for r in stub.Revise(req, timeout=self.timeout).revisions]
 
         return self._batched(items, call, on_batch)
+
+    def revise_stream(self, items: Sequence[tuple[list[dict], str]], sampling: Sampling | None = None,
+                      seed: int | None = None, force_revise: bool = False) -> Iterator[Revised]:
+        """One streaming call for all items (the server answers in chunks); yields in order."""
+        stub = reviser_pb2_grpc.ReviserStub(self.channel)
+        done = 0
+        try:
+            for chunk in stub.ReviseStream(self._request(items, sampling, seed, force_revise), timeout=self.timeout):
+                for r in chunk.revisions:
+                    done += 1
+                    yield _revised(r)
+        except grpc.RpcError as exc:
+            raise SeftError(f"{type(self).__name__} at {self.endpoint}: {exc.code().name}: {exc.details()} "
+                            f"(after {done} of {len(items)} items)") from None
 
 
 class CriticClient(_Client):

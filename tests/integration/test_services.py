@@ -297,6 +297,14 @@ def _inputs(request_):
     return request_.prompts if isinstance(request_, generator_pb2.GenerateRequest) else request_.items
 
 
+def test_typed_client_streams_in_order(server):
+    items = [(msgs_dict(), f"{i} 1") for i in range(2 * MAX_BATCH + 1)]
+    with ReviserClient(server.endpoint, batch_size=MAX_BATCH) as client:
+        streamed = list(client.revise_stream(items, Sampling(max_new_tokens=3)))
+        assert streamed == client.revise(items, Sampling(max_new_tokens=3))
+    assert [r.text for r in streamed] == [o for _, o in items]  # this reviser keeps every original
+
+
 def test_streaming_validates_every_item_before_answering(channel):
     stub = critic_pb2_grpc.CriticStub(channel)
     items = [critic_pb2.ScoreItem(prompt=msgs(), response="1")] * (3 * MAX_BATCH) + [critic_pb2.ScoreItem(response="1")]

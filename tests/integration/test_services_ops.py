@@ -147,11 +147,14 @@ def test_seft_revise_a_jsonl_file(reviser_endpoint, tmp_path):
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     src.write_text('{"id": "a", "prompt": "Sort ascending : 2 1", "response": "2 1"}\n'
                    '{"id": "b", "prompt": [{"role": "user", "content": "Sort ascending : 5 4"}], "response": "4 5"}\n')
-    proc = seft("revise", "--endpoint", reviser_endpoint, "--input", str(src), "--output", str(out), "--batch-size", "1")
+    proc = seft("revise", "--endpoint", reviser_endpoint, "--input", str(src), "--output", str(out))
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["a", "b"] and all(r["label"] == "[No Revise]" for r in rows)
     assert rows[1]["revision"] == "4 5"
+    gone = tmp_path / "gone.jsonl"  # a server that is not there: an error naming it, and no partial file
+    proc = seft("revise", "--endpoint", "127.0.0.1:1", "--input", str(src), "--output", str(gone))
+    assert proc.returncode == 1 and "127.0.0.1:1: UNAVAILABLE" in proc.stderr and not gone.exists()
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "x", "response": "y"}\n{"prompt": "x"}\n')
     proc = seft("revise", "--endpoint", reviser_endpoint, "--input", str(bad))
