@@ -179,6 +179,32 @@ class Services(Model):
     max_batch: int = Field(256, ge=1, description="largest batch a service accepts")
 
 
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"  # a Kubernetes resource quantity
+
+
+class Resources(Model):
+    """A container's requests (and limits: the same, so pods are Guaranteed)."""
+
+    cpu: str = Field("2", pattern=QUANTITY)
+    memory: str = Field("8Gi", pattern=QUANTITY)
+    gpus: int = Field(0, ge=0, description="nvidia.com/gpu")
+
+
+class Cluster(Model):
+    """How the operator runs the pipeline on Kubernetes; `seft run` ignores it. Credentials for
+    an s3:// store come from the Secret `store_secret` (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)."""
+
+    image: str = Field("ghcr.io/seft-platform/seft:0.1.0", description="the platform image (Dockerfile)")
+    vllm_image: str = Field("vllm/vllm-openai:v0.11.0", description="the vLLM sidecar of generators and revisers")
+    store_secret: str = Field("seft-store", pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+    retries: int = Field(2, ge=0, le=10, description="a failed Job or PyTorchJob is re-created up to this often")
+    vllm: Resources = Resources(cpu="8", memory="64Gi", gpus=1)
+    service: Resources = Resources(cpu="2", memory="8Gi")
+    stage: Resources = Resources(cpu="2", memory="8Gi")
+    training_nodes: int = Field(1, ge=1, description="PyTorchJob replicas (1 master + workers)")
+    training: Resources = Resources(cpu="32", memory="256Gi", gpus=8)
+
+
 def _paper_policy_training() -> Training:
     return Training(learning_rate=5e-7, lr_scheduler="linear")
 
@@ -199,6 +225,7 @@ class PipelineSpec(Model):
     revision: Sampling = Sampling(temperature=0.0)
     evaluation: Evaluation = Evaluation()
     services: Services = Services()
+    cluster: Cluster = Cluster()
 
     @field_validator("store", mode="before")
     @classmethod

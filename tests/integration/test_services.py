@@ -370,4 +370,6 @@ def test_invalid_utf8_in_a_text_field_is_invalid_argument(channel):
                                response_deserializer=reviser_pb2.ReviseResponse.FromString)
     code, details = _code(call, raw)
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "bad UTF-8" in details and "ReviseRequest" in details
+    code, details = _code(call, b"\x12\xff")  # truncated: items says 255 bytes follow, none do
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "Error parsing message" in details
     assert call(good.SerializeToString()).revisions[0].text == "XYZ"  # the same bytes, valid, are served

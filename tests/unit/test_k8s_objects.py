@@ -1,0 +1,216 @@
+"""The Kubernetes side without a cluster: the CRD generated from the pydantic spec, the samples,
+every object the operator builds for them against real schemas (built-in kinds with
+kubernetes-validate --strict, PyTorchJobs against the Kubeflow v1.9 CRD), and kustomize."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from seft.recipes.seft import stages
+from seft.spec import parse_spec
+from seft_operator import objects
+from seft_operator.crd import crd, render
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "manifests"
+SAMPLES = sorted((MANIFESTS / "samples").glob("*.yaml"))
+SAMPLES = [p for p in SAMPLES if p.name != "kustomization.yaml"]
+PYTORCHJOB_CRD = ROOT.parent / "shared" / "reference" / "kubeflow-training-v1.9" / "kubeflow.org_pytorchjobs.yaml"
+K8S_VERSION = "1.30.0"  # the oldest Kubernetes the Kubeflow Training Operator v1.9 supports well
+
+
+def as_jsonschema(node):
+    """OpenAPI v3.0 (Kubernetes) to JSON Schema draft 4: `nullable` becomes a null alternative."""
+    if isinstance(node, list):
+        return [as_jsonschema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: as_jsonschema(v) for k, v in node.items() if k != "nullable"}
+    if node.get("nullable"):
+        return {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+def validator(crd_doc: dict) -> jsonschema.Draft4Validator:
+    return jsonschema.Draft4Validator(as_jsonschema(crd_doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]))
+
+
+SEFT = validator(crd())
+
+
+def errors(v: jsonschema.Draft4Validator, obj: dict) -> list[str]:
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in v.iter_errors(obj)]
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def test_the_crd_file_is_generated_from_the_spec():
+    assert (MANIFESTS / "base" / "crd.yaml").read_text() == render(), \
+        "stale: python -m seft_operator.crd > manifests/base/crd.yaml"
+
+
+def test_the_crd_schema_is_structural():
+    """Kubernetes needs a type on every node and refuses $ref, const, and properties beside
+    additionalProperties."""
+    def walk(node, where):
+        assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), f"{where}: no type"
+        for key in ("$ref", "const", "anyOf", "oneOf", "allOf", "additionalProperties", "title"):
+            assert key not in node, f"{where}: {key}"
+        for name, prop in node.get("properties", {}).items():
+            walk(prop, f"{where}.{name}")
+        if "items" in node:
+            walk(node["items"], f"{where}[]")
+
+    walk(crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"], "")
+    kubernetes_validate.validate(crd(), K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.stem)
+def test_samples_pass_the_crd_and_the_spec(path):
+    sample = load(path)
+    assert errors(SEFT, sample) == []
+    spec = parse_spec({"name": sample["metadata"]["name"], **sample["spec"]}, str(path))
+    assert spec.store.uri.startswith("s3://")
+
+
+@pytest.mark.parametrize("change, where", [
+    ({"labelling": {"p": 2}}, "spec.labelling.p"),
+    ({"critics": [{"name": "x", "backend": "oracle", "callable": "a:b"}]}, "spec.critics.0.backend"),
+    ({"reviser_training": {"learning_rate": "fast"}}, "spec.reviser_training.learning_rate"),
+    ({"cluster": {"vllm": {"gpus": -1}}}, "spec.cluster.vllm.gpus"),
+    ({"cluster": {"training": {"memory": "lots"}}}, "spec.cluster.training.memory"),
+    ({"critics": []}, "spec.critics"),
+])
+def test_the_crd_refuses_a_bad_field_and_names_it(change, where):
+    sample = load(MANIFESTS / "samples" / "quickstart.yaml")
+    for key, value in change.items():
+        sample["spec"][key] = {**sample["spec"][key], **value} if isinstance(value, dict) else value
+    found = errors(SEFT, sample)
+    assert found and all(e.startswith(where) for e in found), found
+
+
+def built_objects(sample: dict) -> list[dict]:
+    """Every kind of object the operator creates for this pipeline."""
+    meta = {**sample["metadata"], "namespace": "seft", "uid": "0b6a3e2c-6d1f-4c1e-9a57-3f1d2c7b8e90"}
+    pipeline = {**sample, "metadata": meta}
+    spec = parse_spec({"name": meta["name"], **sample["spec"]})
+    out = [objects.spec_configmap(pipeline, spec), objects.deepspeed_configmap("seft")]
+    artifact = f"{spec.store.uri}/{{}}"
+    out += objects.service_objects(pipeline, spec, "generator", "generator", artifact.format("bootstrap/policy"))
+    out += objects.service_objects(pipeline, spec, "reviser", "reviser", artifact.format("adapt/reviser"))
+    out += objects.service_objects(pipeline, spec, "reviser-preliminary", "reviser", artifact.format("warmup/reviser"),
+                                   label_first=False)
+    for critic in spec.critics:
+        uri = critic.model if critic.backend == "reward-model" else None
+        out += objects.service_objects(pipeline, spec, f"critic-{critic.name}", "critic", uri, critic=critic)
+    out += objects.service_objects(pipeline, spec, "labeller", "labeller", critic=spec.labelling_critic,
+                                   model_uri=spec.labelling_critic.model)
+    out += [objects.stage_job(pipeline, spec, s.name, 1, ["generator", "reviser"]) for s in stages(spec)]
+    for stage, job, training in [("warmup", "reviser", spec.reviser_training), ("internal", "policy", spec.policy_training)]:
+        out.append(objects.train_configmap(pipeline, stage, {job: objects.train_job(
+            training, artifact.format("bootstrap/generator"), artifact.format(f"{stage}/train.jsonl"),
+            artifact.format(f"{stage}/{job}"), spec.seed)}))
+        out.append(objects.pytorchjob(pipeline, spec, stage, job, training, attempt=1))
+    return out
+
+
+PYTORCHJOB = validator(load(PYTORCHJOB_CRD)) if PYTORCHJOB_CRD.exists() else None
+
+
+def check(obj: dict) -> None:
+    if obj["kind"] == "PyTorchJob":
+        if PYTORCHJOB is None:
+            pytest.skip(f"no Kubeflow CRD at {PYTORCHJOB_CRD}")
+        assert errors(PYTORCHJOB, obj) == [], obj["metadata"]["name"]
+    elif obj["kind"] == "SeftPipeline":
+        assert errors(SEFT, obj) == [], obj["metadata"]["name"]
+    else:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def pods(obj: dict) -> list[dict]:
+    if obj["kind"] == "PyTorchJob":
+        return [r["template"]["spec"] for r in obj["spec"]["pytorchReplicaSpecs"].values()]
+    if obj["kind"] in ("Deployment", "Job", "StatefulSet"):
+        return [obj["spec"]["template"]["spec"]]
+    return []
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.stem)
+def test_every_object_built_for_a_sample_validates(path):
+    sample = load(path)
+    built = built_objects(sample)
+    for obj in built:
+        check(obj)
+        if obj["metadata"]["name"] != objects.DEEPSPEED_CONFIGMAP:  # shared by the namespace's pipelines
+            [owner] = obj["metadata"]["ownerReferences"]
+            assert (owner["kind"], owner["name"], owner["controller"]) == ("SeftPipeline", sample["metadata"]["name"], True)
+        for pod in pods(obj):
+            assert pod["securityContext"]["runAsNonRoot"] is True
+            for c in pod["containers"] + pod.get("initContainers", []):
+                assert c["resources"]["requests"] and c["resources"]["limits"] == c["resources"]["requests"]
+                assert c["securityContext"]["allowPrivilegeEscalation"] is False
+                assert not any("SECRET" in str(e.get("value", "")) for e in c.get("env", []))
+    spec = parse_spec({"name": sample["metadata"]["name"], **sample["spec"]})
+    [job] = [o for o in built if o["kind"] == "PyTorchJob" and o["metadata"]["name"].endswith("-warmup-reviser-1")]
+    assert job["spec"]["nprocPerNode"] == str(spec.reviser_training.nproc_per_node)
+    assert ("Worker" in job["spec"]["pytorchReplicaSpecs"]) == (spec.cluster.training_nodes > 1)
+    [vllm] = [c for o in built if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-reviser")
+              for c in o["spec"]["template"]["spec"]["containers"] if c["name"] == "vllm"]
+    assert vllm["resources"]["limits"].get("nvidia.com/gpu") == str(spec.cluster.vllm.gpus)
+
+
+class Yaml12(yaml.SafeLoader):
+    """kustomize writes 2e-05, a number in YAML 1.2 (and to Kubernetes) but a string to PyYAML."""
+
+
+Yaml12.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+                             list("-+0123456789."))
+
+
+def kustomize(directory: Path) -> list[dict]:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed")
+    out = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.load_all(out.stdout, Loader=Yaml12) if d]
+
+
+@pytest.mark.parametrize("overlay", ["", "overlays/minio", "samples"])
+def test_kustomize_renders_every_overlay_into_valid_objects(overlay, tmp_path):
+    directory = MANIFESTS / overlay
+    if overlay == "overlays/minio":  # its Secret comes from a credentials.env the user writes
+        copy = tmp_path / "manifests"
+        shutil.copytree(MANIFESTS, copy)
+        directory = copy / overlay
+        (directory / "credentials.env").write_text((directory / "credentials.env.example").read_text())
+    docs = kustomize(directory)
+    kinds = {d["kind"] for d in docs}
+    expected = {"": {"CustomResourceDefinition", "Deployment", "Role", "RoleBinding", "ServiceAccount", "Namespace"},
+                "overlays/minio": {"StatefulSet", "Secret", "Service", "Job", "Deployment"},
+                "samples": {"SeftPipeline"}}[overlay]
+    assert expected <= kinds
+    for doc in docs:
+        check(doc)
+        for pod in pods(doc):
+            assert pod["securityContext"]["runAsNonRoot"] is True
+            assert all(c["resources"]["limits"] for c in pod["containers"])
+
+
+def test_the_operator_role_is_namespaced_and_reads_no_secrets():
+    docs = kustomize(MANIFESTS)
+    assert not {"ClusterRole", "ClusterRoleBinding"} & {d["kind"] for d in docs}
+    [role] = [d for d in docs if d["kind"] == "Role"]
+    granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+    assert ("", "secrets") not in granted and ("", "pods/exec") not in granted
+    assert ("kubeflow.org", "pytorchjobs") in granted and ("seft.dev", "seftpipelines/status") in granted
