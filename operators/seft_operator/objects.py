@@ -5,7 +5,7 @@ with explicit resources. PyTorchJobs are built with the kubeflow-training SDK's 
 Layout on the cluster, per pipeline NAME:
 - ConfigMap NAME-spec: the pipeline spec (spec.yaml), mounted at /etc/seft in every pod.
 - ConfigMap seft-deepspeed (shared): the DeepSpeed JSON configs, at /etc/seft/deepspeed.
-- per service: Deployment + Service NAME-SERVICE, gRPC on 50051, metrics on 9090. Generators and
+- per service: Deployment + Service NAME-KIND-DIGEST, gRPC on 50051, metrics on 9090. Generators and
   revisers run vLLM's OpenAI-compatible server as a sidecar on 127.0.0.1:8000 and the gRPC
   service with `--backend openai`; an init container fetches the model from the store.
 - per stage attempt: Job NAME-STAGE-N running `seft stage STAGE` (the stage's data work).
@@ -13,18 +13,29 @@ Layout on the cluster, per pipeline NAME:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import yaml
 
-from seft.spec import Cluster, Critic, PipelineSpec, Resources, Training
+from seft.spec import Cluster, PipelineSpec, Resources, Training
 from seft_operator import GROUP, KIND, VERSION
+from seft_operator.plan import Service
 
 GRPC_PORT, METRICS_PORT, VLLM_PORT = 50051, 9090, 8000
 SPEC_DIR, DEEPSPEED_DIR, MODEL_DIR = "/etc/seft", "/etc/seft/deepspeed", "/models/model"
 DEEPSPEED_CONFIGMAP = "seft-deepspeed"
 RUN_AS = 1000
+
+
+def child_name(pipeline: dict, *parts: object) -> str:
+    """NAME-PART-...; shortened (with a digest of the pipeline's name) to the 63 characters of a
+    DNS label, which Services and the Job controller's job-name label need."""
+    name, suffix = pipeline["metadata"]["name"], "-".join(str(p) for p in parts)
+    if len(name) + 1 + len(suffix) > 63:
+        name = f"{name[:max(1, 55 - len(suffix))]}-{hashlib.sha256(name.encode()).hexdigest()[:6]}"
+    return f"{name}-{suffix}"
 
 
 def owner_reference(pipeline: dict) -> dict:
@@ -77,9 +88,8 @@ MOUNTS = [{"name": "spec", "mountPath": SPEC_DIR, "readOnly": True}, {"name": "t
 
 
 def spec_configmap(pipeline: dict, spec: PipelineSpec) -> dict:
-    name = pipeline["metadata"]["name"]
     data = spec.model_dump(mode="json", exclude_none=True)
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(pipeline, f"{name}-spec", "spec"),
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(pipeline, child_name(pipeline, "spec"), "spec"),
             "data": {"spec.yaml": yaml.safe_dump(data, sort_keys=False)}}
 
 
@@ -94,17 +104,15 @@ def deepspeed_configmap(namespace: str) -> dict:
             "data": {p.name: p.read_text() for p in sorted(configs.glob("*.json"))}}
 
 
-def service_name(pipeline: dict, service: str) -> str:
-    return f"{pipeline['metadata']['name']}-{service}"
-
-
-def service_objects(pipeline: dict, spec: PipelineSpec, service: str, kind: str, model_uri: str | None = None,
-                    critic: Critic | None = None, label_first: bool = True) -> list[dict]:
+def service_objects(pipeline: dict, spec: PipelineSpec, svc: Service) -> list[dict]:
     """Deployment + Service for one gRPC service. kind: generator | reviser (vLLM sidecar, model
     from the store) | critic | labeller (in-process rule or reward model)."""
-    cluster, name = spec.cluster, service_name(pipeline, service)
+    cluster, name = spec.cluster, child_name(pipeline, svc.id)
+    kind, model_uri, critic = svc.kind, svc.model_uri, svc.critic
     meta = _metadata(pipeline, name, f"service-{kind}")
-    selector = {"seft.dev/pipeline": pipeline["metadata"]["name"], "seft.dev/service": service}
+    meta["annotations"] = {"seft.dev/model": model_uri or ""}
+    selector = {"seft.dev/pipeline": pipeline["metadata"]["name"], "seft.dev/service": svc.id}
+    meta["labels"].update(selector)
     serve = ["seft", "serve", kind, "--host", "0.0.0.0", "--port", str(GRPC_PORT), "--metrics-port", str(METRICS_PORT)]
     init, containers, volumes = [], [], []
     if model_uri:  # the model comes from the store into an emptyDir shared by the pod's containers
@@ -126,47 +134,50 @@ def service_objects(pipeline: dict, spec: PipelineSpec, service: str, kind: str,
                           "failureThreshold": 90}))  # large models load for minutes
         serve += ["--backend", "openai", "--openai-url", f"http://127.0.0.1:{VLLM_PORT}/v1",
                   "--served-model", "model", "--model", MODEL_DIR]
-        if not label_first:
+        if not svc.label_first:
             serve.append("--no-labels")
     else:
         assert critic is not None, f"a {kind} needs a critic"
         serve += ["--critic", critic.backend]
         serve += ["--callable", critic.callable] if critic.backend == "rule" else ["--model", MODEL_DIR]
+    # gRPC health checking, by exec: native gRPC probes need Kubernetes 1.24+
+    health = {"exec": {"command": ["python", "-m", "seft_services.health", f"127.0.0.1:{GRPC_PORT}"]},
+              "timeoutSeconds": 10}
     mounts = [*MOUNTS, *([{"name": "models", "mountPath": "/models", "readOnly": True}] if model_uri else [])]
     containers.append(_container(
         "seft", cluster.image, serve, cluster.service, volumeMounts=mounts,
         ports=[{"name": "grpc", "containerPort": GRPC_PORT}, {"name": "metrics", "containerPort": METRICS_PORT}],
-        readinessProbe={"grpc": {"port": GRPC_PORT}, "periodSeconds": 5, "failureThreshold": 3},
-        livenessProbe={"grpc": {"port": GRPC_PORT}, "periodSeconds": 20, "failureThreshold": 6}))
+        readinessProbe={**health, "periodSeconds": 10, "failureThreshold": 3},
+        livenessProbe={**health, "periodSeconds": 30, "failureThreshold": 6}))
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
         "spec": {"replicas": 1, "selector": {"matchLabels": selector},
-                 "template": {"metadata": {"labels": {**meta["labels"], **selector}},
-                              "spec": {**_pod_spec(f"{pipeline['metadata']['name']}-spec", containers, init,
-                                                   volumes=volumes), "terminationGracePeriodSeconds": 60}}}}
-    svc = {"apiVersion": "v1", "kind": "Service", "metadata": _metadata(pipeline, name, f"service-{kind}"),
-           "spec": {"selector": selector, "ports": [
-               {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "appProtocol": "grpc"},
-               {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}]}}
-    return [deployment, svc]
+                 "template": {"metadata": {"labels": meta["labels"]},
+                              "spec": {**_pod_spec(child_name(pipeline, "spec"), containers, init, volumes=volumes),
+                                       "terminationGracePeriodSeconds": 60}}}}
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": _metadata(pipeline, name, f"service-{kind}"),
+               "spec": {"selector": selector, "ports": [
+                   {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "appProtocol": "grpc"},
+                   {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}]}}
+    return [deployment, service]
 
 
-def endpoint(pipeline: dict, service: str) -> str:
-    return f"{service_name(pipeline, service)}.{pipeline['metadata']['namespace']}.svc:{GRPC_PORT}"
+def endpoint(pipeline: dict, svc: Service) -> str:
+    return f"{child_name(pipeline, svc.id)}.{pipeline['metadata']['namespace']}.svc:{GRPC_PORT}"
 
 
-def stage_job(pipeline: dict, spec: PipelineSpec, stage: str, attempt: int, services: list[str]) -> dict:
-    """The stage's data work as a batch Job; the operator retries by creating attempt N+1, so the
-    Job itself never retries."""
-    cluster, name = spec.cluster, f"{pipeline['metadata']['name']}-{stage}-{attempt}"
-    env = [*_store_env(cluster), *({"name": f"SEFT_SERVICE_{s.upper().replace('-', '_')}",
-                                    "value": endpoint(pipeline, s)} for s in services)]
+def stage_job(pipeline: dict, spec: PipelineSpec, stage: str, attempt: int, services: dict[str, Service]) -> dict:
+    """The stage's data work as a batch Job (SEFT_SERVICE_<NAME> has each service's endpoint);
+    the operator retries by creating attempt N+1, so the Job itself never retries."""
+    cluster, name = spec.cluster, child_name(pipeline, stage, attempt)
+    env = [*_store_env(cluster), *({"name": f"SEFT_SERVICE_{n.upper().replace('-', '_')}",
+                                    "value": endpoint(pipeline, s)} for n, s in services.items())]
     container = _container("stage", cluster.image, ["seft", "stage", stage, "--spec", f"{SPEC_DIR}/spec.yaml"],
                            cluster.stage, env=env, volumeMounts=MOUNTS)
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": _metadata(pipeline, name, "stage", stage),
             "spec": {"backoffLimit": 0, "template": {
                 "metadata": {"labels": _metadata(pipeline, name, "stage", stage)["labels"]},
-                "spec": _pod_spec(f"{pipeline['metadata']['name']}-spec", [container], restart="Never")}}}
+                "spec": _pod_spec(child_name(pipeline, "spec"), [container], restart="Never")}}}
 
 
 def train_job(training: Training, model: str, data: str, output_dir: str, seed: int) -> dict:
@@ -180,7 +191,7 @@ def train_job(training: Training, model: str, data: str, output_dir: str, seed: 
 
 def train_configmap(pipeline: dict, stage: str, jobs: dict[str, dict]) -> dict:
     """The TrainJob (train_job()) of each of a stage's trainings."""
-    name = f"{pipeline['metadata']['name']}-{stage}-train"
+    name = child_name(pipeline, stage, "train")
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(pipeline, name, "training", stage),
             "data": {f"{job}.json": json.dumps(cfg, indent=2) for job, cfg in jobs.items()}}
 
@@ -193,7 +204,7 @@ def pytorchjob(pipeline: dict, spec: PipelineSpec, stage: str, job: str, trainin
     from kubernetes.client import ApiClient
 
     cluster = spec.cluster
-    name = f"{pipeline['metadata']['name']}-{stage}-{job}-{attempt}"
+    name = child_name(pipeline, stage, job, attempt)
     meta = _metadata(pipeline, name, "training", stage)
     container = _container("pytorch", cluster.image,  # Kubeflow expects the container named "pytorch"
                            ["torchrun", "-m", "seft.train", "--config", f"{SPEC_DIR}/train/{job}.json"],
@@ -202,11 +213,11 @@ def pytorchjob(pipeline: dict, spec: PipelineSpec, stage: str, job: str, trainin
                            volumeMounts=[*MOUNTS, {"name": "train", "mountPath": f"{SPEC_DIR}/train", "readOnly": True},
                                          {"name": "deepspeed", "mountPath": DEEPSPEED_DIR, "readOnly": True},
                                          {"name": "dshm", "mountPath": "/dev/shm"}])
-    volumes = [{"name": "train", "configMap": {"name": f"{pipeline['metadata']['name']}-{stage}-train"}},
+    volumes = [{"name": "train", "configMap": {"name": child_name(pipeline, stage, "train")}},
                {"name": "deepspeed", "configMap": {"name": DEEPSPEED_CONFIGMAP}},
                {"name": "dshm", "emptyDir": {"medium": "Memory"}}]  # NCCL needs more than 64 MiB of /dev/shm
     template = {"metadata": {"labels": meta["labels"]},
-                "spec": _pod_spec(f"{pipeline['metadata']['name']}-spec", [container], restart="Never", volumes=volumes)}
+                "spec": _pod_spec(child_name(pipeline, "spec"), [container], restart="Never", volumes=volumes)}
     replicas = {"Master": models.KubeflowOrgV1ReplicaSpec(replicas=1, restart_policy="Never", template=template)}
     if cluster.training_nodes > 1:
         replicas["Worker"] = models.KubeflowOrgV1ReplicaSpec(replicas=cluster.training_nodes - 1,

@@ -49,11 +49,26 @@ def _run_dir(ref: str) -> Path:
     raise SeftError(f"no run at {ref!r}: expected a run directory (with run.json) or a run name under ./runs")
 
 
+def _cluster():
+    try:
+        from seft_operator import cluster
+    except ImportError as exc:
+        raise SeftError(f"the cluster commands need the operator extra: pip install 'seft[operator]' ({exc})") from None
+    return cluster
+
+
 def cmd_status(args) -> int:
     from rich.console import Console
 
-    from seft.report import stages_table
+    from seft.report import pipeline_table, stages_table
 
+    if args.kube:
+        pipeline = _cluster().get(args.run, args.namespace, args.context)
+        if args.json:
+            print(json.dumps(pipeline.get("status") or {}, indent=2))
+        else:
+            Console().print(pipeline_table(pipeline))
+        return 0
     run_dir = _run_dir(args.run)
     run = json.loads((run_dir / "run.json").read_text())
     alive = _pid_alive(run.get("pid"))
@@ -64,6 +79,26 @@ def cmd_status(args) -> int:
         print(json.dumps(run, indent=2))
     else:
         Console().print(stages_table(run))
+    return 0
+
+
+def cmd_submit(args) -> int:
+    if not Path(args.file).exists():
+        raise SeftError(f"{args.file!r}: no such file")
+    print(_cluster().submit(args.file, args.namespace, args.context))
+    return 0
+
+
+def cmd_logs(args) -> int:
+    if args.kube:
+        print(_cluster().logs(args.run, args.stage, args.namespace, args.context))
+        return 0
+    logs = _run_dir(args.run) / "logs"
+    files = sorted(logs.glob(f"{args.stage}-*.log" if args.stage else "*.log"))
+    if not files:
+        raise SeftError(f"no logs{f' of stage {args.stage!r}' if args.stage else ''} under {logs}")
+    for f in files:
+        print(f"==> {f.name} <==\n{f.read_text()}")
     return 0
 
 
@@ -259,10 +294,26 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--workdir", default="runs", help="where run.json, logs and report.json go (default ./runs)")
     r.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("status", help="each stage's state, timing and outputs")
-    s.add_argument("run", help="run directory, or run name under ./runs")
+    kube = argparse.ArgumentParser(add_help=False)
+    kube.add_argument("--kube", action="store_true", help="read the cluster (a SeftPipeline) instead of a local run")
+    kube.add_argument("--namespace", "-n", default="seft", help="with --kube (default seft)")
+    kube.add_argument("--context", help="with --kube: the kubeconfig context (default the current one)")
+
+    s = sub.add_parser("status", parents=[kube], help="each stage's state, timing and outputs")
+    s.add_argument("run", help="run directory, or run name under ./runs; with --kube the pipeline's name")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_status)
+
+    lg = sub.add_parser("logs", parents=[kube], help="a run's logs, or one stage's")
+    lg.add_argument("run", help="run directory, or run name under ./runs; with --kube the pipeline's name")
+    lg.add_argument("stage", nargs="?")
+    lg.set_defaults(func=cmd_logs)
+
+    sb = sub.add_parser("submit", help="create (or update) a SeftPipeline on the cluster, like kubectl apply -f")
+    sb.add_argument("file", help="a SeftPipeline manifest")
+    sb.add_argument("--namespace", "-n", default="seft")
+    sb.add_argument("--context", help="the kubeconfig context (default the current one)")
+    sb.set_defaults(func=cmd_submit)
 
     st = sub.add_parser("store", help="inspect artifacts: ls, cp, rm (file:// or s3:// URIs)")
     st_sub = st.add_subparsers(dest="action", required=True)

@@ -59,6 +59,19 @@ def _short(uri: str | None) -> str | None:
     return uri
 
 
+def pipeline_table(pipeline: dict) -> Table:
+    """A SeftPipeline's status, stage by stage, as the operator records it."""
+    status = pipeline.get("status") or {}
+    table = Table(title=f"SeftPipeline {pipeline['metadata']['name']}: {status.get('phase', 'Pending')}")
+    for col in ("stage", "phase", "attempt", "started", "finished", "artifact / reason"):
+        table.add_column(col)
+    for name, s in (status.get("stages") or {}).items():
+        colour = {"Succeeded": "green", "Failed": "red"}.get(s.get("phase"), "yellow")
+        table.add_row(name, f"[{colour}]{s.get('phase', '')}[/{colour}]", str(s.get("attempt", "")),
+                      s.get("startedAt", "-"), s.get("finishedAt", "-"), s.get("reason") or s.get("artifact") or "-")
+    return table
+
+
 def stages_table(run: dict) -> Table:
     table = Table(title=f"Run {run.get('name', '')}")
     for col in ("stage", "state", "started", "seconds", "output"):

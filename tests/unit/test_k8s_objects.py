@@ -16,7 +16,8 @@ import yaml
 
 from seft.recipes.seft import stages
 from seft.spec import parse_spec
-from seft_operator import objects
+from seft.stages import Ref
+from seft_operator import objects, plan
 from seft_operator.crd import crd, render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,27 +101,26 @@ def test_the_crd_refuses_a_bad_field_and_names_it(change, where):
 
 
 def built_objects(sample: dict) -> list[dict]:
-    """Every kind of object the operator creates for this pipeline."""
+    """Every object the operator creates for this pipeline: its plan, stage by stage."""
     meta = {**sample["metadata"], "namespace": "seft", "uid": "0b6a3e2c-6d1f-4c1e-9a57-3f1d2c7b8e90"}
     pipeline = {**sample, "metadata": meta}
     spec = parse_spec({"name": meta["name"], **sample["spec"]})
     out = [objects.spec_configmap(pipeline, spec), objects.deepspeed_configmap("seft")]
-    artifact = f"{spec.store.uri}/{{}}"
-    out += objects.service_objects(pipeline, spec, "generator", "generator", artifact.format("bootstrap/policy"))
-    out += objects.service_objects(pipeline, spec, "reviser", "reviser", artifact.format("adapt/reviser"))
-    out += objects.service_objects(pipeline, spec, "reviser-preliminary", "reviser", artifact.format("warmup/reviser"),
-                                   label_first=False)
-    for critic in spec.critics:
-        uri = critic.model if critic.backend == "reward-model" else None
-        out += objects.service_objects(pipeline, spec, f"critic-{critic.name}", "critic", uri, critic=critic)
-    out += objects.service_objects(pipeline, spec, "labeller", "labeller", critic=spec.labelling_critic,
-                                   model_uri=spec.labelling_critic.model)
-    out += [objects.stage_job(pipeline, spec, s.name, 1, ["generator", "reviser"]) for s in stages(spec)]
-    for stage, job, training in [("warmup", "reviser", spec.reviser_training), ("internal", "policy", spec.policy_training)]:
-        out.append(objects.train_configmap(pipeline, stage, {job: objects.train_job(
-            training, artifact.format("bootstrap/generator"), artifact.format(f"{stage}/train.jsonl"),
-            artifact.format(f"{stage}/{job}"), spec.seed)}))
-        out.append(objects.pytorchjob(pipeline, spec, stage, job, training, attempt=1))
+    deployed = set()
+    for stage in stages(spec):
+        services = plan.services(spec, stage)
+        for svc in services.values():
+            if svc.id not in deployed:
+                deployed.add(svc.id)
+                out += objects.service_objects(pipeline, spec, svc)
+        out.append(objects.stage_job(pipeline, spec, stage.name, 1, services))
+        if stage.trainings:
+            out.append(objects.train_configmap(pipeline, stage.name, {
+                job: objects.train_job(t.training, plan.uri(spec, t.model), plan.uri(spec, Ref(stage.name, t.data)),
+                                       plan.uri(spec, Ref(stage.name, job)), spec.seed)
+                for job, t in stage.trainings.items()}))
+            out += [objects.pytorchjob(pipeline, spec, stage.name, job, t.training, attempt=1)
+                    for job, t in stage.trainings.items()]
     return out
 
 
@@ -165,9 +165,12 @@ def test_every_object_built_for_a_sample_validates(path):
     [job] = [o for o in built if o["kind"] == "PyTorchJob" and o["metadata"]["name"].endswith("-warmup-reviser-1")]
     assert job["spec"]["nprocPerNode"] == str(spec.reviser_training.nproc_per_node)
     assert ("Worker" in job["spec"]["pytorchReplicaSpecs"]) == (spec.cluster.training_nodes > 1)
-    [vllm] = [c for o in built if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-reviser")
-              for c in o["spec"]["template"]["spec"]["containers"] if c["name"] == "vllm"]
-    assert vllm["resources"]["limits"].get("nvidia.com/gpu") == str(spec.cluster.vllm.gpus)
+    vllm = [c for o in built if o["kind"] == "Deployment" for c in o["spec"]["template"]["spec"]["containers"]
+            if c["name"] == "vllm"]
+    assert len(vllm) == 6  # generator: policy, generator; reviser: preliminary, adaptive; policies after evolution
+    assert all(c["resources"]["limits"].get("nvidia.com/gpu") == str(spec.cluster.vllm.gpus) for c in vllm)
+    jobs = [o["metadata"]["name"] for o in built if o["kind"] == "Job"]
+    assert jobs == [f"{sample['metadata']['name']}-{s.name}-1" for s in stages(spec)]
 
 
 class Yaml12(yaml.SafeLoader):

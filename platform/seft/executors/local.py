@@ -21,8 +21,8 @@ from pathlib import Path
 import yaml
 
 from seft.errors import SeftError
-from seft.spec import PipelineSpec, Training
-from seft.stages import ServiceSpec, Stage
+from seft.spec import PipelineSpec
+from seft.stages import Ref, ServiceSpec, Stage
 from seft.storage import Store, fingerprint, manifest_digest, open_store, write_atomic
 from seft.train import TrainJob, torchrun_command
 
@@ -61,11 +61,11 @@ def _last_loss(procs: dict) -> str:
     return "  ".join(out)
 
 
-def serve_argv(svc: ServiceSpec, port_file: Path, max_batch: int) -> list[str]:
+def serve_argv(svc: ServiceSpec, model: str | None, port_file: Path, max_batch: int) -> list[str]:
     args = [sys.executable, "-m", "seft.cli", "serve", svc.kind, "--host", "127.0.0.1", "--port", "0",
             "--port-file", str(port_file), "--max-batch", str(max_batch)]
-    if svc.kind in ("generator", "reviser"):
-        args += ["--model", svc.model]
+    if model is not None:
+        args += ["--model", model]
     if svc.kind == "reviser" and not svc.label_first:
         args.append("--no-labels")
     if svc.critic is not None:
@@ -77,8 +77,9 @@ def serve_argv(svc: ServiceSpec, port_file: Path, max_batch: int) -> list[str]:
 class Context:
     """What a stage sees of the executor."""
 
-    def __init__(self, spec: PipelineSpec, store: Store, work: Path, stage: str, out: Path, console):
-        self.spec, self.store, self.work, self.stage, self.out, self.console = spec, store, work, stage, out, console
+    def __init__(self, spec: PipelineSpec, store: Store, work: Path, stage: Stage, out: Path, console):
+        self.spec, self.store, self.work, self.out, self.console = spec, store, work, out, console
+        self.stage, self.plan = stage.name, stage
         self.logs = work / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self._inputs: dict[str, Path] = {}
@@ -89,15 +90,16 @@ class Context:
             self._inputs[stage] = self.store.fetch(stage)
         return self._inputs[stage]
 
-    def model(self, role: str) -> str:
-        """policy | reviser_base | generator: from bootstrap when it runs, else the spec."""
-        if self.spec.bootstrap is not None:
-            return str(self.input("bootstrap") / {"reviser_base": "generator"}.get(role, role))
-        return getattr(self.spec.models, role)
+    def path(self, ref: Ref) -> str:
+        """Where a Ref is on this machine."""
+        if ref.stage is None:
+            return ref.path
+        return str((self.out if ref.stage == self.stage else self.input(ref.stage)) / ref.path)
 
     @contextmanager
-    def services(self, **named: ServiceSpec):
-        """Start the named services in parallel; yield {name: endpoint}; stop them after."""
+    def services(self):
+        """Start this stage's services in parallel; yield {name: endpoint}; stop them after."""
+        named = self.plan.services
         procs: dict[str, tuple[subprocess.Popen, Path, Path]] = {}
         run_dir = self.work / ".services"
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -107,8 +109,10 @@ class Context:
                 port_file.unlink(missing_ok=True)
                 log = self.logs / f"{self.stage}-{name}.log"
                 with log.open("w") as handle:
-                    proc = subprocess.Popen(serve_argv(svc, port_file, self.spec.services.max_batch), stdout=handle,
-                                            stderr=subprocess.STDOUT, env=child_env(), preexec_fn=_die_with_parent)
+                    argv = serve_argv(svc, self.path(svc.model) if svc.model else None, port_file,
+                                      self.spec.services.max_batch)
+                    proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=child_env(),
+                                            preexec_fn=_die_with_parent)
                 procs[name] = (proc, port_file, log)
             endpoints = {name: self._wait_ready(name, *entry) for name, entry in procs.items()}
             yield endpoints
@@ -141,14 +145,15 @@ class Context:
             raise SeftError(f"service {name!r} at {endpoint} is not SERVING")
         return endpoint
 
-    def train(self, jobs: dict[str, tuple[str, Path, Training]]) -> dict[str, Path]:
-        """Run `seft train` jobs {name: (model, data, training)} concurrently under torchrun.
-        Each saves an HF model directory at ctx.out/<name>."""
-        procs = {}
+    def train(self) -> dict[str, Path]:
+        """Run this stage's trainings concurrently under torchrun. Each saves an HF model
+        directory at ctx.out/<name>."""
+        jobs, procs = self.plan.trainings, {}
         try:
-            for name, (model, data, training) in jobs.items():
-                job = TrainJob(model=model, data=str(data), output_dir=str(self.out / name), seed=self.spec.seed,
-                               **training.model_dump())
+            for name, t in jobs.items():
+                training = t.training
+                job = TrainJob(model=self.path(t.model), data=str(self.out / t.data), output_dir=str(self.out / name),
+                               seed=self.spec.seed, **training.model_dump())
                 config = self.out / f"{name}.train.yaml"
                 config.write_text(yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False))
                 log = self.logs / f"{self.stage}-{name}-train.log"
@@ -224,7 +229,7 @@ def run_pipeline(spec: PipelineSpec, stages: list[Stage], console, workdir: Path
         state.set(st.name, state="running", started=t0, finished=None, seconds=None, error=None, skipped=False)
         staging = store.staging(st.name)
         try:  # the stage's work and its publish: if either fails, nothing is visible
-            summary = st.run(Context(spec, store, work, st.name, staging, console)) or {}
+            summary = st.run(Context(spec, store, work, st, staging, console)) or {}
             t1 = time.time()
             manifest = store.publish(staging, st.name, {
                 "stage": st.name, "fingerprint": fp, "params": params,

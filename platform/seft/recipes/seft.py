@@ -11,8 +11,6 @@ ORDER = (prepare, warmup, label, adapt, internal, external, evaluate)
 
 def stages(spec) -> list[Stage]:
     out = []
-    if spec.bootstrap is not None:
-        out.append(Stage(bootstrap.NAME, bootstrap.INPUTS, bootstrap.params, bootstrap.run))
-    for mod in ORDER:
-        out.append(Stage(mod.NAME, mod.inputs(spec), mod.params, mod.run))
+    for mod in ((bootstrap,) if spec.bootstrap is not None else ()) + ORDER:
+        out.append(Stage(mod.NAME, mod.inputs(spec), mod.params, mod.run, mod.services(spec), mod.trainings(spec)))
     return out

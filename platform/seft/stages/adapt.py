@@ -6,12 +6,21 @@ from __future__ import annotations
 from seft.chat import reviser_completion, reviser_prompt
 from seft.labelling import Label
 from seft.records import SFTExample, read_jsonl, write_jsonl
+from seft.stages import Ref, TrainSpec
 
 NAME = "adapt"
 
 
 def inputs(spec) -> tuple[str, ...]:
     return ("warmup", "label")
+
+
+def services(spec) -> dict:
+    return {}
+
+
+def trainings(spec) -> dict[str, TrainSpec]:
+    return {"reviser": TrainSpec(Ref("warmup", "reviser"), "train.jsonl", spec.reviser_training)}
 
 
 def params(spec) -> dict:
@@ -24,5 +33,5 @@ def run(ctx) -> dict:
                                         "content": reviser_completion(Label(row["label"]), row["target"])}])
                 for row in read_jsonl(ctx.input("label") / "labelled.jsonl"))
     n = write_jsonl(ctx.out / "train.jsonl", examples)
-    ctx.train({"reviser": (str(ctx.input("warmup") / "reviser"), ctx.out / "train.jsonl", ctx.spec.reviser_training)})
+    ctx.train()
     return {"examples": n}

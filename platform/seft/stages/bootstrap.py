@@ -10,11 +10,25 @@ from __future__ import annotations
 import random
 
 from seft.records import PreferenceRecord, PromptRecord, SFTExample, write_jsonl
+from seft.stages import Ref, TrainSpec
 from seft.tasks import sorting
 from seft.tinymodel import build_model, build_tokenizer
 
 NAME = "bootstrap"
-INPUTS: tuple[str, ...] = ()
+
+
+def inputs(spec) -> tuple[str, ...]:
+    return ()
+
+
+def services(spec) -> dict:
+    return {}
+
+
+def trainings(spec) -> dict[str, TrainSpec]:
+    base, cfg = Ref(NAME, "base"), spec.bootstrap
+    return {"policy": TrainSpec(base, "sft_policy.jsonl", cfg.policy_training),
+            "generator": TrainSpec(base, "sft_generator.jsonl", cfg.generator_training)}
 
 
 def params(spec) -> dict:
@@ -48,6 +62,5 @@ def run(ctx) -> dict:
 
     tokenizer = build_tokenizer(sorting.corpus_words())
     build_model(tokenizer, cfg.model, ctx.spec.seed, out / "base")
-    ctx.train({"policy": (str(out / "base"), out / "sft_policy.jsonl", cfg.policy_training),
-               "generator": (str(out / "base"), out / "sft_generator.jsonl", cfg.generator_training)})
+    ctx.train()
     return {"preference": len(preference), "prompts": len(prompts), "vocab": len(tokenizer)}

@@ -13,7 +13,7 @@ from statistics import fmean
 from seft.client import CriticClient, GeneratorClient, ReviserClient
 from seft.metrics import mean_benefit, reviser_by_rank
 from seft.records import RevisionSample, messages, read_jsonl, write_jsonl
-from seft.stages import ServiceSpec
+from seft.stages import Ref, ServiceSpec, model_ref
 
 NAME = "evaluate"
 REVISERS = {"preliminary": ("warmup", False), "adaptive": ("adapt", True)}
@@ -22,6 +22,19 @@ POLICIES = ("initial", "internal", "external")
 
 def inputs(spec) -> tuple[str, ...]:
     return ("prepare", "warmup", "adapt", "internal", "external") + (("bootstrap",) if spec.bootstrap else ())
+
+
+def services(spec) -> dict[str, ServiceSpec]:
+    policies = {"initial": model_ref(spec, "policy"), "internal": Ref("internal", "policy"),
+                "external": Ref("external", "policy")}
+    out = {f"reviser-{name}": ServiceSpec("reviser", Ref(stage, "reviser"), label_first=labels)
+           for name, (stage, labels) in REVISERS.items()}
+    out |= {f"policy-{name}": ServiceSpec("generator", ref) for name, ref in policies.items()}
+    return out | {f"critic-{c.name}": ServiceSpec("critic", critic=c) for c in spec.critics}
+
+
+def trainings(spec) -> dict:
+    return {}
 
 
 def params(spec) -> dict:
@@ -33,18 +46,12 @@ def run(ctx) -> dict:
     spec = ctx.spec
     test = list(read_jsonl(ctx.input("prepare") / "test.jsonl", RevisionSample))
     heldout = list(read_jsonl(ctx.input("prepare") / "heldout.jsonl"))
-    policies = {"initial": ctx.model("policy"), "internal": str(ctx.input("internal") / "policy"),
-                "external": str(ctx.input("external") / "policy")}
-    services = {f"reviser-{name}": ServiceSpec("reviser", str(ctx.input(stage) / "reviser"), label_first=labels)
-                for name, (stage, labels) in REVISERS.items()}
-    services |= {f"policy-{name}": ServiceSpec("generator", path) for name, path in policies.items()}
-    services |= {f"critic-{c.name}": ServiceSpec("critic", critic=c) for c in spec.critics}
     sampling, bs = spec.evaluation.sampling, spec.services.batch_size
     items = [(messages(s.prompt), s.original) for s in test]
     prompts = [h["prompt"] for h in heldout]
     metrics: dict = {"reviser": {}, "policy": {}}
     rows_out = []
-    with ctx.services(**services) as ep, ExitStack() as stack:
+    with ctx.services() as ep, ExitStack() as stack:
         critics = {c.name: stack.enter_context(CriticClient(ep[f"critic-{c.name}"], batch_size=bs))
                    for c in spec.critics}
         original_rewards = {cname: critic.score(items) for cname, critic in critics.items()}

@@ -8,15 +8,23 @@ from collections import Counter
 
 from seft.client import GeneratorClient, ReviserClient
 from seft.records import SFTExample, read_jsonl, write_jsonl
-from seft.stages import ServiceSpec
+from seft.stages import Ref, ServiceSpec, TrainSpec
 
 
-def evolve(ctx, generator_model: str, policy_model: str) -> dict:
+def services(generator: Ref) -> dict[str, ServiceSpec]:
+    return {"generator": ServiceSpec("generator", generator),
+            "reviser": ServiceSpec("reviser", Ref("adapt", "reviser"))}
+
+
+def trainings(spec, policy: Ref) -> dict[str, TrainSpec]:
+    return {"policy": TrainSpec(policy, "train.jsonl", spec.policy_training)}
+
+
+def evolve(ctx) -> dict:
     spec = ctx.spec
     records = list(read_jsonl(ctx.input("prepare") / "prompts.jsonl"))
     prompts = [r["prompt"] for r in records]
-    with ctx.services(generator=ServiceSpec("generator", generator_model),
-                      reviser=ServiceSpec("reviser", str(ctx.input("adapt") / "reviser"))) as ep:
+    with ctx.services() as ep:
         with (ctx.progress("generating", len(prompts)) as advance,
               GeneratorClient(ep["generator"], batch_size=spec.services.batch_size) as gen):
             drafts = gen.generate(prompts, spec.generation, seed=spec.seed, on_batch=advance)
@@ -29,7 +37,7 @@ def evolve(ctx, generator_model: str, policy_model: str) -> dict:
     write_jsonl(ctx.out / "train.jsonl", (
         SFTExample(prompt=p, completion=[{"role": "assistant", "content": v.text}])
         for p, v in zip(prompts, revisions) if v.text.strip()))
-    ctx.train({"policy": (policy_model, ctx.out / "train.jsonl", spec.policy_training)})
+    ctx.train()
     labels = Counter(v.label.short if v.label else "none" for v in revisions)
     return {"prompts": len(prompts), "revised_share": sum(v.revised for v in revisions) / len(revisions),
             "labels": {k: labels[k] / len(revisions) for k in ("major", "minor", "no")}}

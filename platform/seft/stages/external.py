@@ -1,13 +1,22 @@
 """external: the external generator's answers, revised, fine-tune the policy further
 (DESIGN.md step 6), starting from the internal stage's policy."""
 
-from seft.stages.evolution import evolve
+from seft.stages import Ref, model_ref
+from seft.stages import evolution
 
 NAME = "external"
 
 
 def inputs(spec) -> tuple[str, ...]:
     return ("prepare", "adapt", "internal") + (("bootstrap",) if spec.bootstrap else ())
+
+
+def services(spec) -> dict:
+    return evolution.services(generator=model_ref(spec, "generator"))
+
+
+def trainings(spec) -> dict:
+    return evolution.trainings(spec, policy=Ref("internal", "policy"))
 
 
 def params(spec) -> dict:
@@ -17,5 +26,4 @@ def params(spec) -> dict:
 
 
 def run(ctx) -> dict:
-    return evolve(ctx, generator_model=ctx.model("generator"),
-                  policy_model=str(ctx.input("internal") / "policy"))
+    return evolution.evolve(ctx)

@@ -1,12 +1,21 @@
 """internal: the policy's own answers, revised, fine-tune the policy (DESIGN.md step 5)."""
 
-from seft.stages.evolution import evolve
+from seft.stages import model_ref
+from seft.stages import evolution
 
 NAME = "internal"
 
 
 def inputs(spec) -> tuple[str, ...]:
     return ("prepare", "adapt") + (("bootstrap",) if spec.bootstrap else ())
+
+
+def services(spec) -> dict:
+    return evolution.services(generator=model_ref(spec, "policy"))
+
+
+def trainings(spec) -> dict:
+    return evolution.trainings(spec, policy=model_ref(spec, "policy"))
 
 
 def params(spec) -> dict:
@@ -16,4 +25,4 @@ def params(spec) -> dict:
 
 
 def run(ctx) -> dict:
-    return evolve(ctx, generator_model=ctx.model("policy"), policy_model=ctx.model("policy"))
+    return evolution.evolve(ctx)

@@ -8,13 +8,22 @@ from collections import Counter
 from seft.client import LabellerClient, ReviserClient
 from seft.labelling import Label, Rule
 from seft.records import RevisionSample, messages, read_jsonl, write_jsonl
-from seft.stages import ServiceSpec
+from seft.stages import Ref, ServiceSpec
 
 NAME = "label"
 
 
 def inputs(spec) -> tuple[str, ...]:
     return ("prepare", "warmup")
+
+
+def services(spec) -> dict[str, ServiceSpec]:
+    return {"reviser": ServiceSpec("reviser", Ref("warmup", "reviser"), label_first=False),
+            "labeller": ServiceSpec("labeller", critic=spec.labelling_critic)}
+
+
+def trainings(spec) -> dict:
+    return {}
 
 
 def params(spec) -> dict:
@@ -28,8 +37,7 @@ def run(ctx) -> dict:
     rule = Rule(spec.labelling.alpha, spec.labelling.beta, spec.labelling.p,
                 Label.from_name(spec.labelling.relabel_to), spec.seed)
     items = [(messages(s.prompt), s.original) for s in samples]
-    with ctx.services(reviser=ServiceSpec("reviser", str(ctx.input("warmup") / "reviser"), label_first=False),
-                      labeller=ServiceSpec("labeller", critic=spec.labelling_critic)) as ep:
+    with ctx.services() as ep:
         with (ctx.progress("revising (preliminary reviser)", len(items)) as advance,
               ReviserClient(ep["reviser"], batch_size=spec.services.batch_size) as reviser):
             revisions = reviser.revise(items, spec.revision, seed=spec.seed, on_batch=advance)

@@ -18,6 +18,14 @@ def inputs(spec) -> tuple[str, ...]:
     return ("bootstrap",) if spec.bootstrap else ()
 
 
+def services(spec) -> dict:
+    return {}
+
+
+def trainings(spec) -> dict:
+    return {}
+
+
 def params(spec) -> dict:
     out = {"data": spec.data.model_dump(), "seed": spec.seed}
     if spec.bootstrap is None:  # external files: their content is an input

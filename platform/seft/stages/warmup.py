@@ -5,12 +5,21 @@ from __future__ import annotations
 
 from seft.chat import reviser_completion, reviser_prompt
 from seft.records import RevisionSample, SFTExample, messages, read_jsonl, write_jsonl
+from seft.stages import TrainSpec, model_ref
 
 NAME = "warmup"
 
 
 def inputs(spec) -> tuple[str, ...]:
     return ("prepare",) + (("bootstrap",) if spec.bootstrap else ())
+
+
+def services(spec) -> dict:
+    return {}
+
+
+def trainings(spec) -> dict[str, TrainSpec]:
+    return {"reviser": TrainSpec(model_ref(spec, "reviser_base"), "train.jsonl", spec.reviser_training)}
 
 
 def params(spec) -> dict:
@@ -23,5 +32,5 @@ def run(ctx) -> dict:
                            completion=[{"role": "assistant", "content": reviser_completion(None, s.target)}])
                 for s in read_jsonl(ctx.input("prepare") / "warmup.jsonl", RevisionSample))
     n = write_jsonl(ctx.out / "train.jsonl", examples)
-    ctx.train({"reviser": (ctx.model("reviser_base"), ctx.out / "train.jsonl", ctx.spec.reviser_training)})
+    ctx.train()
     return {"examples": n}

@@ -1,0 +1,42 @@
+"""What the operator runs for a pipeline, from the same stage declarations `seft run` uses:
+per stage, its services (as Deployments, shared by stages that need the same model), its data
+work (a Job) and its trainings (PyTorchJobs). Locations are store URIs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from seft.spec import PipelineSpec
+from seft.stages import Ref, ServiceSpec, Stage
+
+
+def uri(spec: PipelineSpec, ref: Ref) -> str:
+    """A Ref as a store URI: an earlier stage's artifact path, or the spec's own location."""
+    if ref.stage is None:
+        return ref.path
+    return f"{spec.store.uri.rstrip('/')}/{ref.stage}/{ref.path}"
+
+
+@dataclass(frozen=True)
+class Service:
+    """One Deployment: a service kind serving one model (or critic)."""
+
+    id: str          # the Deployment's name suffix: kind + a digest of what it serves
+    kind: str
+    model_uri: str | None
+    label_first: bool
+    critic: object | None
+
+
+def service(spec: PipelineSpec, svc: ServiceSpec) -> Service:
+    model = uri(spec, svc.model) if svc.model else (svc.critic.model if svc.critic else None)
+    identity = json.dumps([svc.kind, model, svc.label_first, svc.critic.model_dump() if svc.critic else None])
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
+    return Service(f"{svc.kind}-{digest}", svc.kind, model, svc.label_first, svc.critic)
+
+
+def services(spec: PipelineSpec, stage: Stage) -> dict[str, Service]:
+    """The stage's services by the name the stage uses for them."""
+    return {name: service(spec, svc) for name, svc in stage.services.items()}
