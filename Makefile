@@ -6,6 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
+# The operator's integration tests need a real kube-apiserver: built once (6-15 min, apt as root,
+# cached in ~/.cache/seft-kube) when missing. SEFT_BUILD_KUBE=0 skips those tests instead.
+export SEFT_BUILD_KUBE ?= 1
 
 .PHONY: setup quickstart test protos
 setup: $(VENV)/.installed

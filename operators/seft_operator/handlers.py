@@ -149,7 +149,7 @@ class Run:
             st["dataDone"] = True
         if stage.trainings and not self.train(stage, st):
             return st["phase"]
-        st.update(phase="Succeeded", finishedAt=now(), artifact=plan.uri(self.spec, Ref(stage.name, "")).rstrip("/"))
+        st.update(phase="Succeeded", finishedAt=now(), artifact=plan.uri(self.spec, Ref(stage.name, "")))
         st.pop("reason", None)
         self.event("Normal", "StageSucceeded", f"stage {stage.name}: {st['artifact']}")
         return st["phase"]
@@ -158,8 +158,8 @@ class Run:
         """Run the stage's PyTorchJobs; True once all succeeded."""
         uri = functools.partial(plan.uri, self.spec)
         ensure(objects.train_configmap(self.pipeline, stage.name, {
-            job: objects.train_job(t.training, uri(t.model), uri(Ref(stage.name, t.data)), uri(Ref(stage.name, job)),
-                                   self.spec.seed) for job, t in stage.trainings.items()}))
+            job: objects.train_job(self.spec, t.training, uri(t.model), uri(Ref(stage.name, t.data)),
+                                   uri(Ref(stage.name, job))) for job, t in stage.trainings.items()}))
         done = True
         for job, t in stage.trainings.items():
             entry = st.setdefault("trainings", {}).setdefault(job, {"phase": "Pending", "attempt": 1})

@@ -180,13 +180,14 @@ def stage_job(pipeline: dict, spec: PipelineSpec, stage: str, attempt: int, serv
                 "spec": _pod_spec(child_name(pipeline, "spec"), [container], restart="Never")}}}
 
 
-def train_job(training: Training, model: str, data: str, output_dir: str, seed: int) -> dict:
-    """A `seft train` TrainJob for a PyTorchJob: model, data and output_dir are store URIs; a
-    named DeepSpeed config points into the mounted seft-deepspeed ConfigMap."""
+def train_job(spec: PipelineSpec, training: Training, model: str, data: str, output_dir: str) -> dict:
+    """A `seft train` TrainJob for a PyTorchJob: model, data and output_dir are URIs in the
+    pipeline's store; a named DeepSpeed config points into the mounted seft-deepspeed ConfigMap."""
     cfg = training.model_dump(mode="json")
     if training.deepspeed in ("zero2", "zero3"):
         cfg["deepspeed"] = f"{DEEPSPEED_DIR}/{training.deepspeed}.json"
-    return {**cfg, "model": model, "data": data, "output_dir": output_dir, "seed": seed}
+    return {**cfg, "model": model, "data": data, "output_dir": output_dir, "seed": spec.seed,
+            "store": spec.store.model_dump(mode="json")}
 
 
 def train_configmap(pipeline: dict, stage: str, jobs: dict[str, dict]) -> dict:

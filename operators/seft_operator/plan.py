@@ -13,10 +13,11 @@ from seft.stages import Ref, ServiceSpec, Stage
 
 
 def uri(spec: PipelineSpec, ref: Ref) -> str:
-    """A Ref as a store URI: an earlier stage's artifact path, or the spec's own location."""
+    """A Ref as a store URI: a path in a stage's artifact (artifacts live under the pipeline's
+    name in the store, as with `seft run`), or the spec's own location."""
     if ref.stage is None:
         return ref.path
-    return f"{spec.store.uri.rstrip('/')}/{ref.stage}/{ref.path}"
+    return "/".join(p for p in (spec.store.uri.rstrip("/"), spec.name, ref.stage, ref.path) if p)
 
 
 @dataclass(frozen=True)

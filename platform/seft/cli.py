@@ -82,6 +82,17 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_stage(args) -> int:
+    from rich.console import Console
+
+    from seft.executors.pod import run_stage
+    from seft.spec import load_spec
+
+    summary = run_stage(load_spec(args.spec), args.stage, Console(stderr=True), Path(args.workdir))
+    print(json.dumps(summary, default=str))
+    return 0
+
+
 def cmd_submit(args) -> int:
     if not Path(args.file).exists():
         raise SeftError(f"{args.file!r}: no such file")
@@ -308,6 +319,13 @@ def parser() -> argparse.ArgumentParser:
     lg.add_argument("run", help="run directory, or run name under ./runs; with --kube the pipeline's name")
     lg.add_argument("stage", nargs="?")
     lg.set_defaults(func=cmd_logs)
+
+    sg = sub.add_parser("stage", help="run one stage in a pod (the operator's Jobs): inputs from the store, "
+                                      "services from SEFT_SERVICE_<NAME>")
+    sg.add_argument("stage")
+    sg.add_argument("--spec", required=True, help="the pipeline spec (the operator mounts it)")
+    sg.add_argument("--workdir", default="/tmp/seft", help="scratch space")
+    sg.set_defaults(func=cmd_stage)
 
     sb = sub.add_parser("submit", help="create (or update) a SeftPipeline on the cluster, like kubectl apply -f")
     sb.add_argument("file", help="a SeftPipeline manifest")

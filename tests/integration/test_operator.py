@@ -159,7 +159,7 @@ def test_a_pipeline_runs_to_complete_with_children_in_order(kube, dyn):
     for i, (stage, services) in enumerate(stages):
         st = status["stages"][stage.name]
         assert st["phase"] == "Succeeded" and st["startedAt"] and st["finishedAt"]
-        assert st["artifact"] == f"s3://seft/quickstart/{stage.name}"
+        assert st["artifact"] == f"s3://seft/qs-happy/{stage.name}"
         job = order.index(f"qs-happy-{stage.name}-1")
         for svc in services.values():  # the stage's services exist before its Job
             assert order.index(f"qs-happy-{svc.id}") < job
@@ -167,7 +167,7 @@ def test_a_pipeline_runs_to_complete_with_children_in_order(kube, dyn):
             pj = order.index(f"qs-happy-{stage.name}-{train}-1")
             assert job < pj
             assert st["trainings"][train] == {"phase": "Succeeded", "attempt": 1,
-                                              "artifact": f"s3://seft/quickstart/{stage.name}/{train}"}
+                                              "artifact": f"s3://seft/qs-happy/{stage.name}/{train}"}
             if i + 1 < len(stages):
                 assert pj < order.index(f"qs-happy-{stages[i + 1][0].name}-1")
     jobs = [name for kind, name in cluster.created if kind == "Job"]
@@ -182,11 +182,16 @@ def test_a_pipeline_runs_to_complete_with_children_in_order(kube, dyn):
                           "-o", "jsonpath={.items[*].reason}").stdout.split()
     assert events.count("StageSucceeded") == len(stages) and "Complete" in events
 
+    table = kube.kubectl("get", "seftpipelines", "-n", NS).stdout.splitlines()
+    assert table[0].split() == ["NAME", "STAGE", "PHASE", "AGE"]
+    assert [row.split()[:3] for row in table[1:] if row.startswith("qs-happy")] == [["qs-happy", "evaluate", "Complete"]]
+    print("\n".join(table))  # for the README
+
     out = subprocess.run([sys.executable, "-m", "seft.cli", "status", "qs-happy", "--kube", "-n", NS],
                          capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
     assert out.returncode == 0, out.stderr
     assert "Complete" in out.stdout and all(s.name in out.stdout for s, _ in stages)
-    assert "s3://seft/quickstart/evaluate" in out.stdout
+    assert "s3://seft/qs-happy/evaluate" in out.stdout
 
 
 def test_a_restarted_operator_continues_without_duplicates(kube, dyn):

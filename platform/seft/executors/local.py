@@ -199,6 +199,25 @@ class RunState:
         write_atomic(self.path, json.dumps(self.data, indent=2))
 
 
+def execute(st: Stage, context: type[Context], spec: PipelineSpec, store: Store, work: Path, console,
+            digests: dict[str, str]) -> tuple[dict, dict]:
+    """Run one stage and publish its artifact: all of it, or (on any failure) nothing visible.
+    digests: the content digests of its inputs. Returns (manifest, summary)."""
+    params, t0 = st.params(spec), time.time()
+    staging = store.staging(st.name)
+    try:
+        summary = st.run(context(spec, store, work, st, staging, console)) or {}
+        t1 = time.time()
+        manifest = store.publish(staging, st.name, {
+            "stage": st.name, "fingerprint": fingerprint(st.name, params, {n: digests[n] for n in st.inputs}),
+            "params": params, "inputs": {n: {"uri": store.uri(n), "digest": digests[n]} for n in st.inputs},
+            "summary": summary, "started": t0, "finished": t1, "seconds": t1 - t0})
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest, summary
+
+
 def run_pipeline(spec: PipelineSpec, stages: list[Stage], console, workdir: Path = Path("runs")) -> dict:
     """Run the stages in order; run.json, logs and report.json go to <workdir>/<name>/, artifacts
     to the spec's store (by default the same directory)."""
@@ -227,16 +246,10 @@ def run_pipeline(spec: PipelineSpec, stages: list[Stage], console, workdir: Path
         console.print(f"[bold]> {st.name}[/bold]")
         t0 = time.time()
         state.set(st.name, state="running", started=t0, finished=None, seconds=None, error=None, skipped=False)
-        staging = store.staging(st.name)
-        try:  # the stage's work and its publish: if either fails, nothing is visible
-            summary = st.run(Context(spec, store, work, st, staging, console)) or {}
-            t1 = time.time()
-            manifest = store.publish(staging, st.name, {
-                "stage": st.name, "fingerprint": fp, "params": params,
-                "inputs": {name: {"uri": store.uri(name), "digest": digests[name]} for name in st.inputs},
-                "summary": summary, "started": t0, "finished": t1, "seconds": t1 - t0})
+        try:
+            manifest, summary = execute(st, Context, spec, store, work, console, digests)
+            t1 = manifest["finished"]
         except BaseException as exc:
-            shutil.rmtree(staging, ignore_errors=True)
             reason = str(exc) or type(exc).__name__
             state.set(st.name, state="failed", finished=time.time(), seconds=time.time() - t0, error=reason)
             if isinstance(exc, (SeftError, KeyboardInterrupt)):

@@ -9,8 +9,25 @@ from seft.errors import SeftError
 from seft.storage.base import (MANIFEST, Store, describe_files, fingerprint, join, manifest_digest, sha256_file,
                                validate_key, write_atomic)
 
-__all__ = ["MANIFEST", "Store", "describe_files", "fingerprint", "manifest_digest", "open_store", "sha256_file",
-           "validate_key", "write_atomic"]
+__all__ = ["MANIFEST", "Store", "describe_files", "fingerprint", "localize", "manifest_digest", "open_store",
+           "sha256_file", "validate_key", "write_atomic"]
+
+
+def localize(store: Store, key: str, scratch: Path) -> Path:
+    """A local path for `key`: inside the published artifact that holds it (verified, cached), or,
+    for objects no artifact holds (a model put there with `seft store cp`), a plain download."""
+    parts = validate_key(key).split("/")
+    for n in range(len(parts), 0, -1):
+        if store.manifest("/".join(parts[:n])) is not None:
+            return store.fetch("/".join(parts[:n])).joinpath(*parts[n:])
+    objects = list(store.list(key))
+    if not objects:
+        raise SeftError(f"{store.uri(key)}: no artifact or object there")
+    dest = scratch / key
+    for obj, _ in objects:
+        rel = obj[len(key):].lstrip("/")
+        store.download(obj, dest / rel if rel else dest)
+    return dest
 
 
 def open_store(cfg, prefix: str = "", scratch: Path | None = None) -> Store:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from seft.spec import Training
+from seft.spec import StoreConfig, Training
 
 DEEPSPEED_CONFIGS = Path(__file__).parent / "deepspeed"
 
@@ -21,6 +21,8 @@ class TrainJob(Training):
     data: str = Field(description="JSONL of {prompt, completion} conversations")
     output_dir: str = Field(description="where the trained HF model directory is saved")
     seed: int = 0
+    store: StoreConfig | None = Field(None, description="with it, model, data and output_dir are URIs in this "
+                                                        "store (a PyTorchJob's job): fetched, and the output published")
 
     def deepspeed_config(self) -> str | None:
         if self.deepspeed is None:

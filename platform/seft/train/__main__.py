@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from seft.errors import SeftError
@@ -21,7 +22,33 @@ def load_job(argv: list[str]) -> TrainJob:
     return validate(TrainJob, load_yaml(args.config, args.set), args.config)
 
 
+def localize_job(job: TrainJob, scratch: Path) -> tuple[TrainJob, Callable[[dict], None] | None]:
+    """A job whose model, data and output_dir are store URIs (a PyTorchJob's) with local paths
+    instead, and what publishes the trained model (all of it or nothing) afterwards."""
+    if job.store is None:
+        return job, None
+    from seft.storage import localize, open_store
+
+    store = open_store(job.store, scratch=scratch)
+    root = store.uri().rstrip("/") + "/"
+
+    def key(field: str) -> str:
+        uri = getattr(job, field)
+        if not uri.startswith(root):
+            raise SeftError(f"{field} {uri!r} is not in the store {root}")
+        return uri[len(root):]
+
+    output = key("output_dir")
+    local = job.model_copy(update={"model": str(localize(store, key("model"), scratch)),
+                                   "data": str(localize(store, key("data"), scratch)),
+                                   "output_dir": str(store.staging(output))})
+    return local, lambda summary: store.publish(Path(local.output_dir), output,
+                                                {"stage": output, "summary": summary})
+
+
 def train(job: TrainJob) -> dict:
+    import tempfile
+
     import torch
 
     if os.environ.get("OMP_NUM_THREADS"):
@@ -51,6 +78,7 @@ def train(job: TrainJob) -> dict:
         data_seed=job.seed, bf16=job.bf16, deepspeed=ds_config, use_cpu=not torch.cuda.is_available(),
         remove_unused_columns=False, disable_tqdm=True, dataloader_num_workers=0)
 
+    job, publish = localize_job(job, Path(tempfile.mkdtemp(prefix="seft-train-")))
     tokenizer = AutoTokenizer.from_pretrained(job.model)
     raw = load_dataset("json", data_files=job.data, split="train")
     for column in ("prompt", "completion"):
@@ -75,6 +103,8 @@ def train(job: TrainJob) -> dict:
         # The Trainer pickles its arguments; models here are safetensors only, never pickles.
         (Path(job.output_dir) / "training_args.bin").unlink(missing_ok=True)
         (Path(job.output_dir) / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        if publish:
+            publish(summary)
     return summary
 
 
