@@ -7,7 +7,8 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 # The operator's integration tests need a real kube-apiserver: built once (6-15 min, apt as root,
-# cached in ~/.cache/seft-kube) when missing. SEFT_BUILD_KUBE=0 skips those tests instead.
+# cached in ~/.cache/seft-kube) when missing, in the background while the other tests run.
+# SEFT_BUILD_KUBE=0 skips those tests instead.
 export SEFT_BUILD_KUBE ?= 1
 
 .PHONY: setup quickstart test protos
@@ -24,6 +25,7 @@ quickstart: setup
 	$(VENV)/bin/seft run examples/quickstart.yaml
 
 test: setup
+	@if [ "$$SEFT_BUILD_KUBE" = 1 ]; then bash scripts/build_kube_apiserver.sh > .kube-build.log 2>&1 & fi; \
 	$(VENV)/bin/pytest
 
 protos: setup

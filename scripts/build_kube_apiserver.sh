@@ -3,7 +3,8 @@
 #
 # No Docker here, so no kind: the API server is built from Debian's own kubernetes source package
 # (1.20.2) with Debian's Go, following ../shared/NOTES.md. The binary is cached: when it exists
-# this prints its path and exits at once. First build: 6-15 min on 2 cores.
+# this prints its path and exits at once (after any build in progress). First build: 6-15 min
+# on 2 cores.
 #
 #   scripts/build_kube_apiserver.sh            # prints the binary's path
 #   SEFT_KUBE_CACHE=DIR scripts/...            # cache elsewhere (default ~/.cache/seft-kube)
@@ -13,6 +14,9 @@ set -euo pipefail
 
 CACHE="${SEFT_KUBE_CACHE:-$HOME/.cache/seft-kube}"
 BIN="$CACHE/kube-apiserver"
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.lock"
+flock 9  # one build at a time: a second caller waits, then finds the binary
 if [[ -x "$BIN" ]] && command -v etcd >/dev/null; then
   echo "$BIN"
   exit 0

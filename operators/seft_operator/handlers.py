@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import json
 import os
 
 import kopf
@@ -213,7 +214,8 @@ def reconcile(body, spec, status, meta, patch, logger, **_) -> None:
             set_condition(conditions, "Failed", True, "InvalidSpec", str(exc), generation),
             "Ready", False, "InvalidSpec", str(exc), generation))
         return
-    run = Run(dict(body), pipeline_spec, {k: dict(v) for k, v in (status.get("stages") or {}).items()}, logger)
+    state = json.loads(json.dumps(status.get("stages") or {}))  # a plain, mutable copy
+    run = Run(dict(body), pipeline_spec, state, logger)
     ensure(objects.spec_configmap(run.pipeline, pipeline_spec))
     ensure(objects.deepspeed_configmap(meta["namespace"]))
     plan_stages = stages(pipeline_spec)
