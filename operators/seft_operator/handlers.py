@@ -20,7 +20,7 @@ import os
 import kopf
 
 from seft.errors import SpecError
-from seft.recipes.seft import stages
+from seft.recipes import stages_for
 from seft.spec import PipelineSpec, parse_spec
 from seft.stages import Ref, Stage
 from seft_operator import GROUP, PLURAL, VERSION, objects, plan
@@ -218,7 +218,7 @@ def reconcile(body, spec, status, meta, patch, logger, **_) -> None:
     run = Run(dict(body), pipeline_spec, state, logger)
     ensure(objects.spec_configmap(run.pipeline, pipeline_spec))
     ensure(objects.deepspeed_configmap(meta["namespace"]))
-    plan_stages = stages(pipeline_spec)
+    plan_stages = stages_for(pipeline_spec)
     phase, current = "Complete", None
     for i, stage in enumerate(plan_stages):
         if run.state.get(stage.name, {}).get("phase") == "Succeeded":

@@ -24,7 +24,7 @@ def cmd_run(args) -> int:
 
     from seft.executors.local import run_pipeline
     from seft.recipes import stages_for
-    from seft.report import policy_table, reviser_table, stages_table
+    from seft.report import policy_table, reviser_table, stages_table, write_report
     from seft.spec import load_spec
 
     spec = load_spec(args.file, args.set)
@@ -36,7 +36,49 @@ def cmd_run(args) -> int:
         critic = spec.critics[0].name
         console.print(reviser_table(metrics, critic))
         console.print(policy_table(metrics))
-    console.print(f"wall time {report['wall_seconds']:.0f}s; report: {Path(report['run_dir']) / 'report.json'}")
+    from seft.storage import open_store
+
+    run_dir = Path(report["run_dir"])
+    markdown = write_report(run_dir, _evaluate_samples(open_store(spec.store, spec.name)))
+    console.print(f"wall time {report['wall_seconds']:.0f}s; report: {markdown} (and {run_dir / 'report.json'})",
+                  soft_wrap=True)  # paths stay whole, for copying
+    return 0
+
+
+def _evaluate_samples(store) -> list[dict] | None:
+    """The evaluate stage's reviser rows (for the reward histograms), or None without them."""
+    from seft.records import read_jsonl
+
+    if store.manifest("evaluate") is None:
+        return None
+    return [r for r in read_jsonl(store.fetch("evaluate") / "samples.jsonl") if "reviser" in r]
+
+
+def cmd_report(args) -> int:
+    from seft.report import write_report
+    from seft.spec import load_spec
+    from seft.storage import open_store
+
+    run_dir = _run_dir(args.run)
+    report = json.loads((run_dir / "report.json").read_text())
+    if args.spec:
+        spec = load_spec(args.spec)
+        store = open_store(spec.store, spec.name)
+    elif report["store"].startswith("file://"):
+        store = open_store(report["store"])
+    else:
+        store = None
+        print(f"{report['store']}: give --spec for the store's settings to plot reward histograms", file=sys.stderr)
+    print(write_report(run_dir, _evaluate_samples(store) if store else None))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from rich.console import Console
+
+    from seft.report import compare_table
+
+    Console().print(compare_table([json.loads((_run_dir(r) / "report.json").read_text()) for r in args.runs]))
     return 0
 
 
@@ -310,6 +352,15 @@ def parser() -> argparse.ArgumentParser:
     kube.add_argument("--namespace", "-n", default="seft", help="with --kube (default seft)")
     kube.add_argument("--context", help="with --kube: the kubeconfig context (default the current one)")
 
+    rp = sub.add_parser("report", help="write report.md and plots/*.png for a run (seft run does it at the end)")
+    rp.add_argument("run", help="run directory, or run name under ./runs")
+    rp.add_argument("--spec", help="the run's spec: the store's settings, for an s3:// store")
+    rp.set_defaults(func=cmd_report)
+
+    cp_ = sub.add_parser("compare", help="several runs' results side by side")
+    cp_.add_argument("runs", nargs="+", help="run directories, or run names under ./runs")
+    cp_.set_defaults(func=cmd_compare)
+
     s = sub.add_parser("status", parents=[kube], help="each stage's state, timing and outputs")
     s.add_argument("run", help="run directory, or run name under ./runs; with --kube the pipeline's name")
     s.add_argument("--json", action="store_true")
@@ -370,8 +421,10 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=50051)
     sv.add_argument("--port-file", help="write the bound port here once serving")
-    sv.add_argument("--max-batch", type=positive, default=256, help="most items in one unary call (a stream's chunk size)")
-    sv.add_argument("--max-new-tokens", type=positive, default=4096, help="the largest sampling.max_new_tokens accepted")
+    sv.add_argument("--max-batch", type=positive, default=256,
+                    help="most items in one unary call (a stream's chunk size)")
+    sv.add_argument("--max-new-tokens", type=positive, default=4096,
+                    help="the largest sampling.max_new_tokens accepted")
     sv.add_argument("--max-message-bytes", type=positive, default=64 << 20, help="largest gRPC message in or out")
     sv.add_argument("--batch-wait-ms", type=float, default=5.0,
                     help="gather concurrent calls for up to this long into one batch (0: off)")

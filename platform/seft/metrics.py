@@ -42,3 +42,13 @@ def mean_benefit(by_rank: dict, ranks) -> float:
     picked = [by_rank[str(r)] for r in ranks if str(r) in by_rank]
     total = sum(s["n"] for s in picked)
     return sum(s["mean_benefit"] * s["n"] for s in picked) / total
+
+
+def win_rate(ours: list[float], theirs: list[float]) -> dict:
+    """Pairwise, item by item (the same prompts, the same critic): a tie counts half a win."""
+    if len(ours) != len(theirs) or not ours:
+        raise ValueError(f"win rate needs two equally long, non-empty lists, got {len(ours)} and {len(theirs)}")
+    wins = sum(a > b for a, b in zip(ours, theirs))
+    ties = sum(a == b for a, b in zip(ours, theirs))
+    n = len(ours)
+    return {"n": n, "wins": wins, "ties": ties, "losses": n - wins - ties, "win_rate": (wins + ties / 2) / n}

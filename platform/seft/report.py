@@ -1,9 +1,12 @@
-"""Rich tables for the end of `seft run` and for `seft status`."""
+"""Rich tables for the end of `seft run` and for `seft status`; report.md with its plots for
+`seft report`, and `seft compare`."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from pathlib import Path
 
 from rich.table import Table
 
@@ -86,3 +89,100 @@ def stages_table(run: dict) -> Table:
         table.add_row(name, f"[{colour}]{state}[/{colour}]" if colour else state, started, seconds,
                       _short(s.get("uri")) or s.get("error") or "-")
     return table
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def markdown(report: dict, plots: dict[str, str]) -> str:
+    """report.md: the paper's tables (revisers by original rank under each critic, label shares,
+    policy reward per stage) with the plots beside them. plots: {name: relative path}."""
+    metrics = report.get("metrics") or {}
+    out = [f"# Run {report['name']}", "",
+           f"Recipe `{report.get('recipe')}`, seed {report.get('seed')}, store `{report.get('store')}`, "
+           f"{report.get('wall_seconds', 0):.0f} s.", ""]
+    revisers = metrics.get("reviser") or {}
+    critics = list(next(iter(revisers.values()))) if revisers else []
+    for critic in critics:
+        out += [f"## Revisers by original rank ({critic})", "",
+                "Benefit: mean reward(revised) - reward(original); improved: share of revised responses whose "
+                "reward rose.", ""]
+        ranks = list(next(iter(revisers.values()))[critic])
+        header = ["rank", "n"] + [f"{n} {m}" for n in revisers for m in ("benefit", "improved")]
+        rows = [[r, str(next(iter(revisers.values()))[critic][r]["n"])] +
+                [c for n in revisers for c in (_num(revisers[n][critic][r]["mean_benefit"]),
+                                              _num(revisers[n][critic][r]["improvement_rate"], "{:.0%}"))]
+                for r in ranks]
+        out += [_md_table(header, rows), ""]
+        for name in (f"reviser_ranks_{critic}", f"labels_{critic}", f"rewards_{critic}"):
+            if name in plots:
+                out += [f"![{name}]({plots[name]})", ""]
+    if revisers and critics:
+        out += ["## Labels by original rank", ""]
+        by_rank = {n: c[critics[0]] for n, c in revisers.items() if any(c[critics[0]]["all"]["labels"].values())}
+        header = ["rank"] + [f"{n} {lb}" for n in by_rank for lb in LABELS]
+        rows = [[r] + [f"{by_rank[n][r]['labels'].get(lb, 0):.0%}" for n in by_rank for lb in LABELS]
+                for r in next(iter(by_rank.values()))] if by_rank else []
+        out += [_md_table(header, rows), ""]
+    pairwise = metrics.get("reviser_pairwise") or {}
+    if pairwise:
+        out += ["## Revisers head to head", "", "Win rate of the first reviser's revision over the second's on the "
+                "same originals, judged by each critic (a tie counts half).", ""]
+        rows = [[pair, critic, f"{w['win_rate']:.1%}", str(w["wins"]), str(w["ties"]), str(w["losses"])]
+                for critic, pairs in pairwise.items() for pair, w in pairs.items()]
+        out += [_md_table(["pair", "critic", "win rate", "wins", "ties", "losses"], rows), ""]
+    policy = metrics.get("policy") or {}
+    if policy:
+        pcritics = list(next(iter(policy.values())))
+        out += ["## Policy: mean critic reward on held-out prompts", "",
+                _md_table(["policy"] + pcritics, [[n] + [f"{v[c]:.3f}" for c in pcritics] for n, v in policy.items()]),
+                ""]
+        if "policy" in plots:
+            out += [f"![policy]({plots['policy']})", ""]
+    return "\n".join(out)
+
+
+def compare_table(reports: list[dict]) -> Table:
+    """Several runs side by side: the policy's reward per stage and the revisers' overall benefit,
+    under each run's first critic."""
+    table = Table(title="Runs side by side")
+    table.add_column("measure")
+    for r in reports:
+        table.add_column(r["name"], justify="right")
+    rows: dict[str, list[str]] = {}
+    for i, r in enumerate(reports):
+        metrics = r.get("metrics") or {}
+        for stage, scores in (metrics.get("policy") or {}).items():
+            critic = next(iter(scores))
+            cells = rows.setdefault(f"policy reward after {stage} ({critic})", ["-"] * len(reports))
+            cells[i] = f"{scores[critic]:.3f}"
+        for name, by_critic in (metrics.get("reviser") or {}).items():
+            critic = next(iter(by_critic))
+            rows.setdefault(f"{name} reviser benefit, all ranks ({critic})", ["-"] * len(reports))[i] = \
+                _num(by_critic[critic]["all"]["mean_benefit"])
+    for measure, cells in rows.items():
+        table.add_row(measure, *cells)
+    return table
+
+
+def write_report(run_dir: Path, samples: list[dict] | None = None) -> Path:
+    """report.md and plots/*.png in the run directory, from its report.json and (for the reward
+    histograms) the evaluate stage's samples. Returns report.md's path."""
+    from seft import plots
+    from seft.storage import write_atomic
+
+    report = json.loads((run_dir / "report.json").read_text())
+    metrics, made, out = report.get("metrics") or {}, {}, run_dir / "plots"
+    revisers = metrics.get("reviser") or {}
+    for critic in (list(next(iter(revisers.values()))) if revisers else []):
+        made[f"reviser_ranks_{critic}"] = plots.reviser_by_rank(revisers, critic, out / f"reviser_ranks_{critic}.png")
+        made[f"labels_{critic}"] = plots.label_shares(revisers, critic, out / f"labels_{critic}.png")
+        if samples:
+            made[f"rewards_{critic}"] = plots.reward_histograms(samples, critic, out / f"rewards_{critic}.png")
+    if metrics.get("policy"):
+        made["policy"] = plots.policy_rewards(metrics["policy"], out / "policy.png")
+    path = run_dir / "report.md"
+    write_atomic(path, markdown(report, {k: str(v.relative_to(run_dir)) for k, v in made.items()}))
+    return path

@@ -106,10 +106,15 @@ def test_quickstart_on_s3_kill_resume_skip_and_report(tmp_path, s3_server, s3_en
         assert s["n"] == 200 and sum(s["labels"].values()) == pytest.approx(1.0)
         assert s["improvement_rate"] is None or 0 <= s["improvement_rate"] <= 1
     assert headline["adaptive_benefit_rank_4_6"] > 0
+    pair = metrics["reviser_pairwise"]["sort-rule"]["preliminary vs adaptive"]
+    assert pair["n"] == 200 * 7 and pair["wins"] + pair["ties"] + pair["losses"] == pair["n"]
     rewards = headline["policy_reward"]
     assert rewards["external"] > rewards["initial"], rewards
     for text in ("Revisers on held-out originals", "Policy: mean critic reward", "after internal", "after external"):
         assert text in second.stdout
+    assert f"report: {run_dir / 'report.md'}" in second.stdout
+    plots = {p.name for p in (run_dir / "plots").glob("*.png")}
+    assert plots == {"reviser_ranks_sort-rule.png", "labels_sort-rule.png", "rewards_sort-rule.png", "policy.png"}
 
     # 3. Re-running a finished run skips every stage and changes nothing.
     finished = {stage: artifact_hashes(store, stage) for stage in ALL}

@@ -126,12 +126,12 @@ def operator():
 
 
 def plan_of(doc: dict):
-    from seft.recipes.seft import stages
+    from seft.recipes import stages_for
     from seft.spec import parse_spec
     from seft_operator import plan
 
     spec = parse_spec({"name": doc["metadata"]["name"], **doc["spec"]})
-    return spec, [(s, plan.services(spec, s)) for s in stages(spec)], plan
+    return spec, [(s, plan.services(spec, s)) for s in stages_for(spec)], plan
 
 
 def create(dyn, doc: dict) -> None:

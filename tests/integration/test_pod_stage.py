@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from seft.records import read_jsonl
-from seft.recipes.seft import stages
+from seft.recipes import stages_for
 from seft.spec import load_spec
 from seft.stages import Ref
 from seft.storage import open_store
@@ -50,7 +50,7 @@ def seft(*args, env=None):
 
 def train(tmp_path, spec, stage_name: str, job: str) -> None:
     """The PyTorchJob's command on the TrainJob the operator puts in its ConfigMap."""
-    [stage] = [s for s in stages(spec) if s.name == stage_name]
+    [stage] = [s for s in stages_for(spec) if s.name == stage_name]
     t = stage.trainings[job]
     config = objects.train_job(spec, t.training, plan.uri(spec, t.model), plan.uri(spec, Ref(stage_name, t.data)),
                                plan.uri(spec, Ref(stage_name, job)))
@@ -81,7 +81,7 @@ def test_stage_jobs_and_training_jobs_hand_artifacts_over_through_the_store(tmp_
 
     # label's services, as the operator's Deployments would serve them
     from seft.executors.pod import PodContext
-    [label] = [s for s in stages(spec) if s.name == "label"]
+    [label] = [s for s in stages_for(spec) if s.name == "label"]
     ctx = PodContext(spec, store, tmp_path / "pod-4", label, tmp_path / "unused", None)
     warmup = ctx.input("warmup")
     assert (warmup / "train.jsonl").is_file() and (warmup / "reviser" / "config.json").is_file()

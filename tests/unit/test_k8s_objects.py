@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from seft.recipes.seft import stages
+from seft.recipes import stages_for
 from seft.spec import parse_spec
 from seft.stages import Ref
 from seft_operator import objects, plan
@@ -107,7 +107,7 @@ def built_objects(sample: dict) -> list[dict]:
     spec = parse_spec({"name": meta["name"], **sample["spec"]})
     out = [objects.spec_configmap(pipeline, spec), objects.deepspeed_configmap("seft")]
     deployed = set()
-    for stage in stages(spec):
+    for stage in stages_for(spec):
         services = plan.services(spec, stage)
         for svc in services.values():
             if svc.id not in deployed:
@@ -170,7 +170,7 @@ def test_every_object_built_for_a_sample_validates(path):
     assert len(vllm) == 6  # generator: policy, generator; reviser: preliminary, adaptive; policies after evolution
     assert all(c["resources"]["limits"].get("nvidia.com/gpu") == str(spec.cluster.vllm.gpus) for c in vllm)
     jobs = [o["metadata"]["name"] for o in built if o["kind"] == "Job"]
-    assert jobs == [f"{sample['metadata']['name']}-{s.name}-1" for s in stages(spec)]
+    assert jobs == [f"{sample['metadata']['name']}-{s.name}-1" for s in stages_for(spec)]
 
 
 class Yaml12(yaml.SafeLoader):

@@ -31,3 +31,13 @@ def test_by_rank_and_weighted_mean():
     assert list(by) == ["0", "4", "5", "all"]
     assert by["4"]["mean_benefit"] == 1.0 and by["5"]["mean_benefit"] == 0.25
     assert mean_benefit(by, (4, 5, 6)) == pytest.approx(0.5)  # (1 + 0.5 + 0) / 3
+
+
+def test_win_rate_counts_a_tie_as_half():
+    from seft.metrics import win_rate
+
+    out = win_rate([1.0, 0.5, 0.2, 0.9], [0.5, 0.5, 0.3, 0.1])  # win, tie, loss, win
+    assert out == {"n": 4, "wins": 2, "ties": 1, "losses": 1, "win_rate": pytest.approx(2.5 / 4)}
+    assert win_rate([0.3], [0.3])["win_rate"] == 0.5
+    with pytest.raises(ValueError, match="equally long"):
+        win_rate([1.0], [1.0, 2.0])

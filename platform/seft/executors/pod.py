@@ -14,7 +14,7 @@ from pathlib import Path
 
 from seft.errors import SeftError
 from seft.executors.local import Context, execute
-from seft.recipes.seft import stages
+from seft.recipes import stages_for
 from seft.spec import PipelineSpec
 from seft.storage import manifest_digest, open_store
 
@@ -37,7 +37,7 @@ class PodContext(Context):
     def input(self, stage: str) -> Path:
         if stage not in self._inputs:
             base = self.store.fetch(stage)
-            trained = next((s.trainings for s in stages(self.spec) if s.name == stage), {})
+            trained = next((s.trainings for s in stages_for(self.spec) if s.name == stage), {})
             if trained:  # a view of the stage with its models in it, as a local run has them
                 view = self.work / ".inputs" / stage
                 view.mkdir(parents=True, exist_ok=True)
@@ -58,7 +58,7 @@ def _link(link: Path, target: Path) -> None:
 
 def run_stage(spec: PipelineSpec, name: str, console, work: Path) -> dict:
     """Run stage `name` and publish its artifact; its inputs must be published already."""
-    by_name = {s.name: s for s in stages(spec)}
+    by_name = {s.name: s for s in stages_for(spec)}
     if name not in by_name:
         raise SeftError(f"stage {name!r}: not a stage of recipe {spec.recipe!r} ({', '.join(by_name)})")
     st = by_name[name]

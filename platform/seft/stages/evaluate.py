@@ -11,7 +11,7 @@ from contextlib import ExitStack
 from statistics import fmean
 
 from seft.client import CriticClient, GeneratorClient, ReviserClient
-from seft.metrics import mean_benefit, reviser_by_rank
+from seft.metrics import mean_benefit, reviser_by_rank, win_rate
 from seft.records import RevisionSample, messages, read_jsonl, write_jsonl
 from seft.stages import Ref, ServiceSpec, model_ref
 
@@ -49,7 +49,8 @@ def run(ctx) -> dict:
     sampling, bs = spec.evaluation.sampling, spec.services.batch_size
     items = [(messages(s.prompt), s.original) for s in test]
     prompts = [h["prompt"] for h in heldout]
-    metrics: dict = {"reviser": {}, "policy": {}}
+    metrics: dict = {"reviser": {}, "policy": {}, "reviser_pairwise": {}}
+    revised_rewards: dict[str, dict[str, list[float]]] = {}  # critic -> reviser -> reward of each revision
     rows_out = []
     with ctx.services() as ep, ExitStack() as stack:
         critics = {c.name: stack.enter_context(CriticClient(ep[f"critic-{c.name}"], batch_size=bs))
@@ -63,12 +64,17 @@ def run(ctx) -> dict:
             for cname, critic in critics.items():
                 originals = original_rewards[cname]
                 revised = critic.score([(p, r.text) for (p, _), r in zip(items, revisions)])
+                revised_rewards.setdefault(cname, {})[name] = revised
                 rows = [{"rank": s.rank, "reward_original": o, "reward_revised": v, "revised": r.revised,
                          "label": r.label.short if r.label else None}
                         for s, o, v, r in zip(test, originals, revised, revisions)]
                 metrics["reviser"][name][cname] = reviser_by_rank(rows)
                 rows_out += [{"reviser": name, "critic": cname, "id": s.id, "revision": r.text, **row}
                              for s, r, row in zip(test, revisions, rows)]
+        names = list(REVISERS)
+        for cname, by_reviser in revised_rewards.items():  # each pair of revisers on the same originals
+            metrics["reviser_pairwise"][cname] = {f"{a} vs {b}": win_rate(by_reviser[a], by_reviser[b])
+                                                  for i, a in enumerate(names) for b in names[i + 1:]}
         for name in POLICIES:
             with (ctx.progress(f"answering held-out prompts ({name} policy)", len(prompts)) as advance,
                   GeneratorClient(ep[f"policy-{name}"], batch_size=bs) as gen):
