@@ -56,7 +56,8 @@ def _resource(api_version: str, kind: str):
 
 
 def ensure(obj: dict) -> dict:
-    """Create obj, or return the existing object of that name (a restarted operator's retry)."""
+    """Create obj, or return the existing object of that name (a restarted operator's retry).
+    A ConfigMap's data is brought up to date: an edited spec reaches the stages still to run."""
     from kubernetes.dynamic.exceptions import ConflictError
 
     res = _resource(obj["apiVersion"], obj["kind"])
@@ -64,7 +65,11 @@ def ensure(obj: dict) -> dict:
     try:
         return res.create(body=obj, namespace=meta["namespace"]).to_dict()
     except ConflictError:
-        return res.get(name=meta["name"], namespace=meta["namespace"]).to_dict()
+        current = res.get(name=meta["name"], namespace=meta["namespace"]).to_dict()
+    if obj["kind"] == "ConfigMap" and current.get("data") != obj["data"]:
+        current = res.patch(body={"data": obj["data"]}, name=meta["name"], namespace=meta["namespace"],
+                            content_type="application/merge-patch+json").to_dict()
+    return current
 
 
 def outcome(child: dict) -> tuple[str | None, str]:
@@ -112,8 +117,9 @@ class Run:
             ensure(service)
             current = ensure(deployment)
             if (current.get("spec") or {}).get("replicas", 1) < 1:  # scaled down earlier: needed again
-                _resource("apps/v1", "Deployment").patch(body={"spec": {"replicas": 1}}, name=current["metadata"]["name"],
-                                                        namespace=current["metadata"]["namespace"])
+                meta = current["metadata"]
+                _resource("apps/v1", "Deployment").patch(body={"spec": {"replicas": 1}}, name=meta["name"],
+                                                        namespace=meta["namespace"])
                 current["status"] = {}
             ready &= ((current.get("status") or {}).get("availableReplicas") or 0) >= 1
         return ready

@@ -89,7 +89,8 @@ MOUNTS = [{"name": "spec", "mountPath": SPEC_DIR, "readOnly": True}, {"name": "t
 
 def spec_configmap(pipeline: dict, spec: PipelineSpec) -> dict:
     data = spec.model_dump(mode="json", exclude_none=True)
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(pipeline, child_name(pipeline, "spec"), "spec"),
+    meta = _metadata(pipeline, child_name(pipeline, "spec"), "spec")
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
             "data": {"spec.yaml": yaml.safe_dump(data, sort_keys=False)}}
 
 

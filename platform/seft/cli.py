@@ -73,6 +73,37 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_judge(args) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from seft.judge import DEFAULT_PROMPT, Judge, load_judge_prompts
+    from seft.records import read_jsonl, write_jsonl
+
+    prompt = DEFAULT_PROMPT
+    if args.prompts:
+        prompts = load_judge_prompts(args.prompts)
+        if args.prompt_name not in prompts:
+            raise SeftError(f"--prompt-name {args.prompt_name!r}: not in {args.prompts} ({', '.join(prompts)})")
+        prompt = prompts[args.prompt_name]
+    rows, items = list(read_jsonl(args.input)), []
+    for i, row in enumerate(rows, 1):
+        question, answer = row.get("prompt"), row.get("response")
+        if isinstance(question, list):  # chat messages: the last user turn is the question
+            question = next((m.get("content") for m in reversed(question) if m.get("role") == "user"), None)
+        if not isinstance(question, str) or not isinstance(answer, str):
+            raise SeftError(f"{args.input}:{i}: needs 'prompt' (text or messages) and 'response' (text)")
+        items.append((question, answer))
+    judge = Judge(args.endpoint, args.model, prompt, api_key_env=args.api_key_env, concurrency=args.concurrency)
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("judging", total=len(items))
+        report = judge.grade(items, on_done=lambda n: bar.advance(task, n))
+    write_jsonl(args.output, ({**row, "rating": j.rating, "judge_error": j.error, "judgement": j.text}
+                              for row, j in zip(rows, report.judgements)))
+    print(json.dumps(report.summary()))
+    return 0
+
+
 def cmd_compare(args) -> int:
     from rich.console import Console
 
@@ -356,6 +387,17 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("run", help="run directory, or run name under ./runs")
     rp.add_argument("--spec", help="the run's spec: the store's settings, for an s3:// store")
     rp.set_defaults(func=cmd_report)
+
+    jd = sub.add_parser("judge", help="rate answers 1-10 with an LLM judge (MT-Bench single-answer grading)")
+    jd.add_argument("--endpoint", required=True, help="an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    jd.add_argument("--model", required=True, help="the judge model's name at that endpoint")
+    jd.add_argument("--input", required=True, help='JSONL of {"prompt": text or messages, "response": text}')
+    jd.add_argument("--output", required=True, help="the input rows with rating, judge_error and judgement added")
+    jd.add_argument("--prompts", help="FastChat's judge_prompts.jsonl, to grade with MT-Bench's own prompt")
+    jd.add_argument("--prompt-name", default="single-v1", help="with --prompts (default single-v1)")
+    jd.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    jd.add_argument("--concurrency", type=positive, default=8)
+    jd.set_defaults(func=cmd_judge)
 
     cp_ = sub.add_parser("compare", help="several runs' results side by side")
     cp_.add_argument("runs", nargs="+", help="run directories, or run names under ./runs")

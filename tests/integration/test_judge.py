@@ -69,3 +69,20 @@ def test_judgements_are_rated_and_malformed_ones_counted_with_their_text(judge_u
     sent = next(r for r in ScriptedJudge.requests if "capital" in r["messages"][-1]["content"])
     assert sent["model"] == "my-judge" and sent["temperature"] == 0.0
     assert "Paris." in sent["messages"][-1]["content"] and sent["messages"][0]["role"] == "system"
+
+
+def test_seft_judge_writes_every_row_with_its_rating_or_reason(judge_url, tmp_path):
+    import subprocess
+    import sys
+
+    src, out = tmp_path / "answers.jsonl", tmp_path / "judged.jsonl"
+    src.write_text(json.dumps({"id": "a", "prompt": "What is the capital of Italy?", "response": "Rome"}) + "\n" +
+                   json.dumps({"id": "b", "prompt": [{"role": "user", "content": "Compute the sum 1+1"}],
+                               "response": "3"}) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "seft.cli", "judge", "--endpoint", judge_url, "--model", "j",
+                           "--input", str(src), "--output", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["id"], r["rating"]) for r in rows] == [("a", 9.0), ("b", None)]
+    assert "no [[rating]]" in rows[1]["judge_error"] and rows[1]["judgement"]
+    assert json.loads(proc.stdout) == {"n": 2, "rated": 1, "mean_rating": 9.0, "malformed": 1, "failed_calls": 0}
