@@ -4,6 +4,7 @@ generation and free their slot; shutdown under load drains in-flight calls; 32 c
 from __future__ import annotations
 
 import os
+import re
 import signal
 import statistics
 import threading
@@ -120,13 +121,17 @@ def test_shutdown_under_load_answers_every_accepted_call(tmp_path, major_reviser
             t.join(timeout=90)
         assert not any(t.is_alive() for t in threads), "a call never got an answer"
         assert served.proc.wait(timeout=60) == 0
-    codes = {code for *_, code, _ in outcomes}
-    assert codes <= {"OK", "UNAVAILABLE"}, codes  # every call answered, or refused once shutting down
-    drained = [o for o in outcomes if o[2] == "OK" and o[0] < stop_at < o[1]]
-    assert drained, "no call was in flight at SIGTERM"
-    assert all(rev.text == "1 2 3" for *_, rev in drained)  # and in-flight ones got their full answer
+    # Refused once shutting down: UNAVAILABLE, or CANCELLED for a call gRPC had received but not
+    # yet handed to the service (never an error before the signal).
+    refused = [o for o in outcomes if o[2] != "OK"]
+    assert {code for _, _, code, _ in refused} <= {"UNAVAILABLE", "CANCELLED"}, refused
+    assert all(end > stop_at for _, end, _, _ in refused)
+    # Every call the service had accepted when the signal came was answered in full.
     log = served.log.read_text()
-    assert "draining" in log and "shutting down" in log
+    [accepted] = [int(m) for m in re.findall(r"draining (\d+) in-flight calls", log)]
+    answered = [o for o in outcomes if o[2] == "OK" and o[1] > stop_at]
+    assert accepted > 0 and len(answered) >= accepted, (accepted, len(answered))
+    assert all(rev.text == "1 2 3" for *_, rev in answered) and "shutting down" in log
 
 
 LOAD_SECONDS = float(os.environ.get("SEFT_LOAD_SECONDS", "60"))
