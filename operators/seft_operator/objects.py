@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from seft.spec import Cluster, PipelineSpec, Resources, Training
+from seft.stages import service_env
 from seft_operator import GROUP, KIND, VERSION
 from seft_operator.plan import Service
 
@@ -171,8 +172,8 @@ def stage_job(pipeline: dict, spec: PipelineSpec, stage: str, attempt: int, serv
     """The stage's data work as a batch Job (SEFT_SERVICE_<NAME> has each service's endpoint);
     the operator retries by creating attempt N+1, so the Job itself never retries."""
     cluster, name = spec.cluster, child_name(pipeline, stage, attempt)
-    env = [*_store_env(cluster), *({"name": f"SEFT_SERVICE_{n.upper().replace('-', '_')}",
-                                    "value": endpoint(pipeline, s)} for n, s in services.items())]
+    env = [*_store_env(cluster), *({"name": service_env(n), "value": endpoint(pipeline, s)}
+                                   for n, s in services.items())]
     container = _container("stage", cluster.image, ["seft", "stage", stage, "--spec", f"{SPEC_DIR}/spec.yaml"],
                            cluster.stage, env=env, volumeMounts=MOUNTS)
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": _metadata(pipeline, name, "stage", stage),

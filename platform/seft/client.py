@@ -130,8 +130,8 @@ class ReviserClient(_Client):
     @staticmethod
     def _request(items, sampling, seed, force_revise) -> reviser_pb2.ReviseRequest:
         return reviser_pb2.ReviseRequest(
-            request_id=uuid.uuid4().hex, items=[reviser_pb2.RevisionItem(prompt=messages(p), original=o) for p, o in items],
-            sampling=_sampling(sampling, seed), force_revise=force_revise)
+            request_id=uuid.uuid4().hex, sampling=_sampling(sampling, seed), force_revise=force_revise,
+            items=[reviser_pb2.RevisionItem(prompt=messages(p), original=o) for p, o in items])
 
     def revise(self, items: Sequence[tuple[list[dict], str]], sampling: Sampling | None = None,
                seed: int | None = None, on_batch=None, force_revise: bool = False) -> list[Revised]:

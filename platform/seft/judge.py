@@ -116,8 +116,9 @@ class Judge:
         from openai import OpenAIError
 
         try:
-            reply = self.client.chat.completions.create(model=self.model, messages=self.prompt.messages(question, answer),
-                                                        temperature=0.0, max_tokens=self.max_tokens)
+            reply = self.client.chat.completions.create(
+                model=self.model, messages=self.prompt.messages(question, answer), temperature=0.0,
+                max_tokens=self.max_tokens)
             text = reply.choices[0].message.content or ""
         except OpenAIError as exc:
             return Judgement(None, f"judge call to {self.base_url} failed: {exc}", "")

@@ -144,7 +144,8 @@ def vllm(tmp_path):
         log = tmp_path / f"vllm-{port}.log"
         proc = subprocess.Popen([VLLM_PYTHON, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
                                  "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
-                                 "--max-model-len", "512", "--gpu-memory-utilization", "0.1"],  # on CPU: KV memory share
+                                 # on CPU, --gpu-memory-utilization is the share of memory for the KV cache
+                                 "--max-model-len", "512", "--gpu-memory-utilization", "0.1"],
                                 start_new_session=True,
                                 stdout=log.open("w"), stderr=subprocess.STDOUT)
         procs.append(proc)

@@ -85,8 +85,8 @@ class Cluster(threading.Thread):
         if kind == "Deployment":
             status = {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1, "updatedReplicas": 1}
         elif kind == "Job":
-            status = ({"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                                                     "message": reason, "lastProbeTime": stamp,
+            status = ({"failed": 1, "conditions": [{"type": "Failed", "status": "True", "message": reason,
+                                                     "reason": "BackoffLimitExceeded", "lastProbeTime": stamp,
                                                      "lastTransitionTime": stamp}]} if reason else
                       {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True", "lastProbeTime": stamp,
                                                        "lastTransitionTime": stamp}]})
@@ -106,7 +106,8 @@ def sample(name: str, **cluster) -> dict:
 
 
 def pipeline(dyn, name: str) -> dict:
-    return dyn.resources.get(api_version="seft.dev/v1alpha1", kind="SeftPipeline").get(name=name, namespace=NS).to_dict()
+    pipelines = dyn.resources.get(api_version="seft.dev/v1alpha1", kind="SeftPipeline")
+    return pipelines.get(name=name, namespace=NS).to_dict()
 
 
 def wait_for(dyn, name: str, until, timeout: float = 180) -> dict:
@@ -184,7 +185,8 @@ def test_a_pipeline_runs_to_complete_with_children_in_order(kube, dyn):
 
     table = kube.kubectl("get", "seftpipelines", "-n", NS).stdout.splitlines()
     assert table[0].split() == ["NAME", "STAGE", "PHASE", "AGE"]
-    assert [row.split()[:3] for row in table[1:] if row.startswith("qs-happy")] == [["qs-happy", "evaluate", "Complete"]]
+    rows = [row.split()[:3] for row in table[1:] if row.startswith("qs-happy")]
+    assert rows == [["qs-happy", "evaluate", "Complete"]]
     print("\n".join(table))  # for the README
 
     out = subprocess.run([sys.executable, "-m", "seft.cli", "status", "qs-happy", "--kube", "-n", NS],

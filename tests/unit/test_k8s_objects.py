@@ -116,8 +116,8 @@ def built_objects(sample: dict) -> list[dict]:
         out.append(objects.stage_job(pipeline, spec, stage.name, 1, services))
         if stage.trainings:
             out.append(objects.train_configmap(pipeline, stage.name, {
-                job: objects.train_job(spec, t.training, plan.uri(spec, t.model), plan.uri(spec, Ref(stage.name, t.data)),
-                                       plan.uri(spec, Ref(stage.name, job)))
+                job: objects.train_job(spec, t.training, plan.uri(spec, t.model),
+                                       plan.uri(spec, Ref(stage.name, t.data)), plan.uri(spec, Ref(stage.name, job)))
                 for job, t in stage.trainings.items()}))
             out += [objects.pytorchjob(pipeline, spec, stage.name, job, t.training, attempt=1)
                     for job, t in stage.trainings.items()]
@@ -138,6 +138,10 @@ def check(obj: dict) -> None:
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
 
+def meta_name(obj: dict) -> str:
+    return obj["metadata"]["name"]
+
+
 def pods(obj: dict) -> list[dict]:
     if obj["kind"] == "PyTorchJob":
         return [r["template"]["spec"] for r in obj["spec"]["pytorchReplicaSpecs"].values()]
@@ -154,7 +158,7 @@ def test_every_object_built_for_a_sample_validates(path):
         check(obj)
         if obj["metadata"]["name"] != objects.DEEPSPEED_CONFIGMAP:  # shared by the namespace's pipelines
             [owner] = obj["metadata"]["ownerReferences"]
-            assert (owner["kind"], owner["name"], owner["controller"]) == ("SeftPipeline", sample["metadata"]["name"], True)
+            assert (owner["kind"], owner["name"], owner["controller"]) == ("SeftPipeline", meta_name(sample), True)
         for pod in pods(obj):
             assert pod["securityContext"]["runAsNonRoot"] is True
             for c in pod["containers"] + pod.get("initContainers", []):

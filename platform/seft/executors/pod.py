@@ -16,11 +16,8 @@ from seft.errors import SeftError
 from seft.executors.local import Context, execute
 from seft.recipes import stages_for
 from seft.spec import PipelineSpec
+from seft.stages import service_env
 from seft.storage import manifest_digest, open_store
-
-
-def service_env(name: str) -> str:
-    return "SEFT_SERVICE_" + name.upper().replace("-", "_")
 
 
 class PodContext(Context):

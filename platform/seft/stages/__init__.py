@@ -57,6 +57,11 @@ class Stage:
     trainings: dict[str, TrainSpec] = field(default_factory=dict)
 
 
+def service_env(name: str) -> str:
+    """The environment variable that gives a stage pod the endpoint of its service `name`."""
+    return "SEFT_SERVICE_" + name.upper().replace("-", "_")
+
+
 def model_ref(spec: "PipelineSpec", role: str) -> Ref:
     """policy | reviser_base | generator: made by bootstrap when it runs, else named in the spec."""
     if spec.bootstrap is not None:

@@ -50,7 +50,8 @@ class OpenAICompletions:
                 break
             except APIConnectionError:
                 if time.monotonic() > deadline:
-                    raise ValueError(f"openai backend: no server answered at {self.base_url} within {wait_s:.0f} s") from None
+                    raise ValueError(f"openai backend: no server answered at {self.base_url} "
+                                     f"within {wait_s:.0f} s") from None
                 log.info("waiting for the completions server at %s", self.base_url)
                 time.sleep(2)
         if len(names) != 1:
