@@ -165,7 +165,7 @@ class Run:
         """Run the stage's PyTorchJobs; True once all succeeded."""
         uri = functools.partial(plan.uri, self.spec)
         ensure(objects.train_configmap(self.pipeline, stage.name, {
-            job: objects.train_job(self.spec, t.training, uri(t.model), uri(Ref(stage.name, t.data)),
+            job: objects.train_job(self.spec, t, uri(t.model), uri(Ref(stage.name, t.data)),
                                    uri(Ref(stage.name, job))) for job, t in stage.trainings.items()}))
         done = True
         for job, t in stage.trainings.items():

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from seft.spec import Cluster, PipelineSpec, Resources, Training
-from seft.stages import service_env
+from seft.stages import TrainSpec, service_env
 from seft_operator import GROUP, KIND, VERSION
 from seft_operator.plan import Service
 
@@ -182,10 +182,11 @@ def stage_job(pipeline: dict, spec: PipelineSpec, stage: str, attempt: int, serv
                 "spec": _pod_spec(child_name(pipeline, "spec"), [container], restart="Never")}}}
 
 
-def train_job(spec: PipelineSpec, training: Training, model: str, data: str, output_dir: str) -> dict:
+def train_job(spec: PipelineSpec, train: TrainSpec, model: str, data: str, output_dir: str) -> dict:
     """A `seft train` TrainJob for a PyTorchJob: model, data and output_dir are URIs in the
     pipeline's store; a named DeepSpeed config points into the mounted seft-deepspeed ConfigMap."""
-    cfg = training.model_dump(mode="json")
+    training = train.training
+    cfg = {**training.model_dump(mode="json"), "add_tokens": list(train.add_tokens)}
     if training.deepspeed in ("zero2", "zero3"):
         cfg["deepspeed"] = f"{DEEPSPEED_DIR}/{training.deepspeed}.json"
     return {**cfg, "model": model, "data": data, "output_dir": output_dir, "seed": spec.seed,

@@ -16,7 +16,8 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tokenizer(words: list[str]):
+def build_tokenizer(words: list[str], with_labels: bool = True):
+    """with_labels=False: without the reviser's label tokens, like a real model's tokenizer."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -25,11 +26,12 @@ def build_tokenizer(words: list[str]):
                                   {"role": "system", "content": "x"}], "x")[0]["content"]
     pre = pre_tokenizers.Whitespace()
     vocab_words = sorted({w for w, _ in pre.pre_tokenize_str(format_text + " " + " ".join(words))})
-    tokens = SPECIALS + [label.value for label in Label] + vocab_words
+    labels = [label.value for label in Label] if with_labels else []
+    tokens = SPECIALS + labels + vocab_words
     vocab = {tok: i for i, tok in enumerate(dict.fromkeys(tokens))}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre
-    tok.add_special_tokens(SPECIALS + [label.value for label in Label])
+    tok.add_special_tokens(SPECIALS + labels)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
                                    bos_token="<s>", eos_token="</s>", padding_side="left")
     fast.chat_template = CHAT_TEMPLATE

@@ -52,7 +52,7 @@ def train(tmp_path, spec, stage_name: str, job: str) -> None:
     """The PyTorchJob's command on the TrainJob the operator puts in its ConfigMap."""
     [stage] = [s for s in stages_for(spec) if s.name == stage_name]
     t = stage.trainings[job]
-    config = objects.train_job(spec, t.training, plan.uri(spec, t.model), plan.uri(spec, Ref(stage_name, t.data)),
+    config = objects.train_job(spec, t, plan.uri(spec, t.model), plan.uri(spec, Ref(stage_name, t.data)),
                                plan.uri(spec, Ref(stage_name, job)))
     path = tmp_path / f"{stage_name}-{job}.json"
     path.write_text(json.dumps(config))

@@ -85,3 +85,31 @@ def test_the_worker_refuses_to_run_outside_torchrun(tmp_path):
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE")}
     proc = subprocess.run([sys.executable, "-m", "seft.train", "--config", "x"], capture_output=True, text=True, env=env)
     assert proc.returncode == 2 and "runs under torchrun" in proc.stderr
+
+
+def test_labels_become_single_tokens_of_a_tokenizer_that_lacked_them(tmp_path, sft_data):
+    """A real model's tokenizer splits "[No Revise]"; the adaptive reviser's training adds the
+    labels as special tokens and grows the embeddings, so serving can score and stop on them."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from seft.labelling import Label
+    from seft.spec import TinyModel
+    from seft.tasks import sorting
+    from seft.tinymodel import build_model, build_tokenizer
+
+    base = build_model(build_tokenizer(sorting.corpus_words(), with_labels=False),
+                       TinyModel(hidden_size=64, intermediate_size=128), 0, tmp_path / "base")
+    before = AutoTokenizer.from_pretrained(base)
+    assert len(before(Label.NO.value, add_special_tokens=False)["input_ids"]) > 1
+    labels = [label.value for label in Label]
+    config, out = job(tmp_path, base, sft_data, nproc_per_node=1, batch_size=8, max_steps=2, add_tokens=labels)
+    proc = subprocess.run([sys.executable, "-m", "seft.cli", "train", "--config", str(config)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tok = AutoTokenizer.from_pretrained(out)
+    ids = [tok(label, add_special_tokens=False)["input_ids"] for label in labels]
+    assert all(len(i) == 1 for i in ids) and len({i[0] for i in ids}) == 3
+    assert len(tok) == len(before) + 3
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.get_input_embeddings().weight.shape[0] >= len(tok)
+    assert tok.decode(ids[0] + tok("1 2", add_special_tokens=False)["input_ids"], skip_special_tokens=True) == "1 2"

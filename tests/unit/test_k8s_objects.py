@@ -116,7 +116,7 @@ def built_objects(sample: dict) -> list[dict]:
         out.append(objects.stage_job(pipeline, spec, stage.name, 1, services))
         if stage.trainings:
             out.append(objects.train_configmap(pipeline, stage.name, {
-                job: objects.train_job(spec, t.training, plan.uri(spec, t.model),
+                job: objects.train_job(spec, t, plan.uri(spec, t.model),
                                        plan.uri(spec, Ref(stage.name, t.data)), plan.uri(spec, Ref(stage.name, job)))
                 for job, t in stage.trainings.items()}))
             out += [objects.pytorchjob(pipeline, spec, stage.name, job, t.training, attempt=1)

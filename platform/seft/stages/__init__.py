@@ -45,6 +45,7 @@ class TrainSpec:
     model: Ref
     data: str
     training: "Training"
+    add_tokens: tuple[str, ...] = ()  # e.g. the reviser's labels, as single special tokens
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ def services(spec) -> dict:
 
 
 def trainings(spec) -> dict[str, TrainSpec]:
-    return {"reviser": TrainSpec(Ref("warmup", "reviser"), "train.jsonl", spec.reviser_training)}
+    return {"reviser": TrainSpec(Ref("warmup", "reviser"), "train.jsonl", spec.reviser_training,
+                                 add_tokens=tuple(label.value for label in Label))}
 
 
 def params(spec) -> dict:

@@ -21,6 +21,8 @@ class TrainJob(Training):
     data: str = Field(description="JSONL of {prompt, completion} conversations")
     output_dir: str = Field(description="where the trained HF model directory is saved")
     seed: int = 0
+    add_tokens: list[str] = Field([], description="added to the tokenizer as special tokens, with the embeddings "
+                                                  "resized, before training (the adaptive reviser's labels)")
     store: StoreConfig | None = Field(None, description="with it, model, data and output_dir are URIs in this "
                                                         "store (a PyTorchJob's job): fetched, and the output published")
 

@@ -80,6 +80,8 @@ def train(job: TrainJob) -> dict:
 
     job, publish = localize_job(job, Path(tempfile.mkdtemp(prefix="seft-train-")))
     tokenizer = AutoTokenizer.from_pretrained(job.model)
+    # Single tokens: one forward pass scores the labels, and vLLM can stop at [No Revise].
+    added = tokenizer.add_tokens(job.add_tokens, special_tokens=True) if job.add_tokens else 0
     raw = load_dataset("json", data_files=job.data, split="train")
     for column in ("prompt", "completion"):
         if column not in raw.column_names:
@@ -91,6 +93,8 @@ def train(job: TrainJob) -> dict:
 
     dataset = raw.map(encode, remove_columns=raw.column_names)
     model = AutoModelForCausalLM.from_pretrained(job.model)
+    if added:
+        model.resize_token_embeddings(len(tokenizer))
     trainer = Trainer(model=model, args=args, train_dataset=dataset,
                       data_collator=CompletionCollator(tokenizer.pad_token_id))
     result = trainer.train()
