@@ -119,8 +119,8 @@ class OpenAIGenerator:
 class OpenAIReviser:
     """label_first=True: the adaptive reviser generates its label first, and the label
     `[No Revise]` is a stop token: the server stops right there and the original comes back
-    verbatim. force_revise bans that token instead. Labels must be single tokens (as the tiny
-    models' are; add them as special tokens to a real model's tokenizer before training).
+    verbatim. force_revise bans that token instead. Labels must be single tokens: the adapt
+    stage's training adds them as special tokens to a tokenizer that lacks them.
     label_first=False: a reviser trained without labels."""
 
     batches_itself = True
