@@ -9,7 +9,6 @@ malformed, with the judge's text, never silently dropped."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -43,14 +42,10 @@ DEFAULT_PROMPT = JudgePrompt(
 
 def load_judge_prompts(path: str | Path) -> dict[str, JudgePrompt]:
     """FastChat's judge_prompts.jsonl: its single-answer prompts by name (e.g. `single-v1`)."""
+    from seft.records import read_jsonl
+
     prompts = {}
-    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SeftError(f"{path}:{i}: not JSON: {exc}") from None
+    for rec in read_jsonl(path):
         if rec.get("type") == "single" and "{answer}" in rec.get("prompt_template", ""):
             if "{ref_answer_1}" not in rec["prompt_template"]:  # reference-guided prompts need references
                 prompts[rec["name"]] = JudgePrompt(rec["system_prompt"], rec["prompt_template"])

@@ -84,7 +84,8 @@ class SFTExample(Record):
     completion: Conversation
 
 
-def read_jsonl(path: str | Path, model: type[T] | None = None) -> Iterator[T | dict]:
+def numbered_jsonl(path: str | Path) -> Iterator[tuple[int, object]]:
+    """(line number, parsed value) of each non-blank line, for errors that name the line."""
     path = Path(path)
     try:
         handle = path.open(encoding="utf-8")
@@ -95,18 +96,22 @@ def read_jsonl(path: str | Path, model: type[T] | None = None) -> Iterator[T | d
             if not line.strip():
                 continue
             try:
-                data = json.loads(line)
+                yield lineno, json.loads(line)
             except json.JSONDecodeError as exc:
                 raise SeftError(f"{path}:{lineno}: not valid JSON: {exc.msg}") from None
-            if model is None:
-                yield data
-                continue
-            try:
-                yield model.model_validate(data)
-            except ValidationError as exc:
-                err = exc.errors()[0]
-                where = ".".join(str(p) for p in err["loc"]) or "(record)"
-                raise SeftError(f"{path}:{lineno}: {where}: {err['msg']} (got {err.get('input')!r})") from None
+
+
+def read_jsonl(path: str | Path, model: type[T] | None = None) -> Iterator[T | dict]:
+    for lineno, data in numbered_jsonl(path):
+        if model is None:
+            yield data
+            continue
+        try:
+            yield model.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "(record)"
+            raise SeftError(f"{path}:{lineno}: {where}: {err['msg']} (got {err.get('input')!r})") from None
 
 
 def write_jsonl(path: str | Path, records: Iterable[BaseModel | dict]) -> int:

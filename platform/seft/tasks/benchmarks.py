@@ -14,18 +14,13 @@ import json
 from pathlib import Path
 
 from seft.errors import SeftError
+from seft.records import numbered_jsonl
 
 
 def mtbench_questions(path: str | Path) -> list[dict]:
     """One record per question; `prompt` is its first turn, `turns` keeps both."""
     out = []
-    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SeftError(f"{path}:{i}: not JSON: {exc}") from None
+    for i, rec in numbered_jsonl(path):
         turns = rec.get("turns")
         if "question_id" not in rec or not isinstance(turns, list) or not turns or not all(
                 isinstance(t, str) and t.strip() for t in turns):
