@@ -32,8 +32,9 @@ RUN_AS = 1000
 
 def child_name(pipeline: dict, *parts: object) -> str:
     """NAME-PART-...; shortened (with a digest of the pipeline's name) to the 63 characters of a
-    DNS label, which Services and the Job controller's job-name label need."""
-    name, suffix = pipeline["metadata"]["name"], "-".join(str(p) for p in parts)
+    DNS label, which Services and the Job controller's job-name label need. Underscores in parts
+    (stage and training names such as baseline_policies, sft_chosen) become hyphens."""
+    name, suffix = pipeline["metadata"]["name"], "-".join(str(p) for p in parts).replace("_", "-")
     if len(name) + 1 + len(suffix) > 63:
         name = f"{name[:max(1, 55 - len(suffix))]}-{hashlib.sha256(name.encode()).hexdigest()[:6]}"
     return f"{name}-{suffix}"
@@ -186,7 +187,7 @@ def train_job(spec: PipelineSpec, train: TrainSpec, model: str, data: str, outpu
     """A `seft train` TrainJob for a PyTorchJob: model, data and output_dir are URIs in the
     pipeline's store; a named DeepSpeed config points into the mounted seft-deepspeed ConfigMap."""
     training = train.training
-    cfg = {**training.model_dump(mode="json"), "add_tokens": list(train.add_tokens)}
+    cfg = {**training.model_dump(mode="json"), **train.options()}
     if training.deepspeed in ("zero2", "zero3"):
         cfg["deepspeed"] = f"{DEEPSPEED_DIR}/{training.deepspeed}.json"
     return {**cfg, "model": model, "data": data, "output_dir": output_dir, "seed": spec.seed,

@@ -24,6 +24,12 @@ def reviser_completion(label: Label | None, revision: str | None) -> str:
     return f"{label.value} {revision}"
 
 
+def reviser_example(prompt: list[dict], original: str, label: Label | None, target: str | None) -> dict:
+    """One reviser training example in TRL's conversational prompt-completion format."""
+    return {"prompt": reviser_prompt(prompt, original),
+            "completion": [{"role": "assistant", "content": reviser_completion(label, target)}]}
+
+
 def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return tokenizer(text, add_special_tokens=False)["input_ids"]

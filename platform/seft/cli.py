@@ -24,7 +24,7 @@ def cmd_run(args) -> int:
 
     from seft.executors.local import run_pipeline
     from seft.recipes import stages_for
-    from seft.report import policy_table, reviser_table, stages_table, write_report
+    from seft.report import claim_line, policy_table, reviser_table, stages_table, write_report
     from seft.spec import load_spec
 
     spec = load_spec(args.file, args.set)
@@ -35,6 +35,8 @@ def cmd_run(args) -> int:
     if metrics:
         critic = spec.critics[0].name
         console.print(reviser_table(metrics, critic))
+        if claim_line(report):
+            console.print(claim_line(report), soft_wrap=True)
         console.print(policy_table(metrics))
     from seft.storage import open_store
 

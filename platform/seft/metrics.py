@@ -20,6 +20,8 @@ def reviser_summary(rows: list[dict]) -> dict:
         "mean_benefit": fmean(r["reward_revised"] - r["reward_original"] for r in rows) if rows else None,
         "improvement_rate": (sum(r["reward_revised"] > r["reward_original"] for r in revised) / len(revised)
                              if revised else None),
+        "revised": len(revised),
+        "improved": sum(r["reward_revised"] > r["reward_original"] for r in revised),
         "revised_share": len(revised) / len(rows) if rows else None,
         "labels": labels,
         "mean_reward_original": fmean(r["reward_original"] for r in rows) if rows else None,
@@ -42,6 +44,13 @@ def mean_benefit(by_rank: dict, ranks) -> float:
     picked = [by_rank[str(r)] for r in ranks if str(r) in by_rank]
     total = sum(s["n"] for s in picked)
     return sum(s["mean_benefit"] * s["n"] for s in picked) / total
+
+
+def improvement_rate(by_rank: dict, ranks) -> float | None:
+    """The improvement rate over the rows of several ranks together (None: nothing revised)."""
+    picked = [by_rank[str(r)] for r in ranks if str(r) in by_rank]
+    revised = sum(s["revised"] for s in picked)
+    return sum(s["improved"] for s in picked) / revised if revised else None
 
 
 def win_rate(ours: list[float], theirs: list[float]) -> dict:

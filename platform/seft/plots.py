@@ -73,15 +73,16 @@ def reward_histograms(samples: list[dict], critic: str, path: Path) -> Path:
 
 
 def policy_rewards(policy: dict, path: Path) -> Path:
-    """policy: {stage: {critic: mean reward}} (metrics["policy"])."""
+    """policy: {policy: {critic: mean reward}} (metrics["policy"]), in the table's order."""
     stages = list(policy)
     critics = list(next(iter(policy.values())))
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(stages)), 4.5))
     width = 0.8 / len(critics)
     for i, critic in enumerate(critics):
         ax.bar([x + i * width for x in range(len(stages))], [policy[s][critic] for s in stages], width, label=critic)
-    ax.set_xticks([x + width * (len(critics) - 1) / 2 for x in range(len(stages))], stages)
-    ax.set(title="Policy: mean critic reward on held-out prompts, by stage", xlabel="policy after stage",
+    ax.set_xticks([x + width * (len(critics) - 1) / 2 for x in range(len(stages))], stages,
+                  rotation=20 if len(stages) > 4 else 0)
+    ax.set(title="Policy: mean critic reward on held-out prompts", xlabel="policy (initial, baselines, SEFT stages)",
            ylabel="mean reward")
     ax.legend(title="critic")
     return _save(fig, path)

@@ -17,41 +17,73 @@ def _num(x, fmt: str = "{:+.3f}") -> str:
     return "-" if x is None else fmt.format(x)
 
 
+SHORT = {"preliminary": "prelim"}
+
+
 def reviser_table(metrics: dict, critic: str) -> Table:
+    """One column per reviser (benefit and improvement rate), narrow enough for 80 columns with
+    the baselines too; report.md has them in full, with the counts."""
     revisers = metrics["reviser"]
     table = Table(title=f"Revisers on held-out originals, by original rank (critic: {critic})",
-                  caption="benefit: mean r(revised) - r(original); improved: share of revised responses whose "
-                          "reward rose; major / minor / no: the adaptive reviser's labels")
-    table.add_column("rank", justify="right")
-    table.add_column("n", justify="right")
-    short = {"preliminary": "prelim", "adaptive": "adaptive"}
+                  caption="benefit: mean r(revised) - r(original); rate: improvement rate, the share of revised "
+                          "responses whose reward rose; labels: the adaptive reviser's major / minor / no shares (%)")
+    table.add_column("rank", justify="right", no_wrap=True)
     for name in revisers:
-        table.add_column(f"{short.get(name, name)}\nbenefit", justify="right")
-        table.add_column(f"{short.get(name, name)}\nimproved", justify="right")
-    for lb in LABELS:
-        table.add_column(lb, justify="right")
+        table.add_column(f"{SHORT.get(name, name)}\nbenefit rate", justify="right", no_wrap=True)
+    table.add_column("adaptive\nlabels", justify="right", no_wrap=True)
     adaptive = revisers["adaptive"][critic]
     for rank in adaptive:
-        cells = [rank, str(adaptive[rank]["n"])]
+        cells = [rank]
         for name in revisers:
             s = revisers[name][critic][rank]
-            cells += [_num(s["mean_benefit"]), _num(s["improvement_rate"], "{:.0%}")]
-        cells += [f"{adaptive[rank]['labels'].get(lb, 0):.0%}" for lb in LABELS]
+            cells.append(f"{_num(s['mean_benefit'])} {_num(s['improvement_rate'], '{:.0%}'):>4}")
+        cells.append("/".join(f"{adaptive[rank]['labels'].get(lb, 0) * 100:.0f}" for lb in LABELS))
         table.add_row(*cells, end_section=rank == "6")
     return table
 
 
-def policy_table(metrics: dict) -> Table:
-    policy = metrics["policy"]
+POLICY_TITLES = {"initial": "initial", "sft_chosen": "SFT on chosen", "dpo": "DPO", "orpo": "ORPO",
+                 "sft_generator": "SFT on the generator's answers", "external_only": "external evolution only",
+                 "internal": "after internal", "external": "after external (SEFT)"}
+
+
+def policy_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
+    """The paper's Table 2: each policy's mean reward and win rate against the held-out
+    references, under each critic."""
+    policy, versus = metrics["policy"], metrics.get("policy_vs_reference") or {}
     critics = list(next(iter(policy.values())))
-    table = Table(title="Policy: mean critic reward on held-out prompts")
-    table.add_column("policy")
-    for c in critics:
-        table.add_column(c, justify="right")
-    for name, scores in policy.items():
-        table.add_row({"initial": "initial", "internal": "after internal", "external": "after external"}[name],
-                      *[f"{scores[c]:.3f}" for c in critics])
+    header = ["policy"] + [f"{c} {m}" for c in critics for m in ("reward", "vs reference")]
+    rows = [[POLICY_TITLES.get(name, name)] +
+            [cell for c in critics for cell in (f"{scores[c]:.3f}",
+                                                 _num(versus.get(name, {}).get(c, {}).get("win_rate"), "{:.1%}"))]
+            for name, scores in policy.items()]
+    return header, rows
+
+
+def policy_table(metrics: dict) -> Table:
+    header, rows = policy_rows(metrics)
+    table = Table(title="Policy on held-out prompts: mean critic reward, and win rate against the references",
+                  caption="vs reference: share of prompts where the answer scored above the reference (ties half)")
+    table.add_column(header[0])
+    for col in header[1:]:
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(*row)
     return table
+
+
+def claim_line(report: dict) -> str | None:
+    """The paper's central claim on this run: the adaptive reviser's improvement rate on rank 0-1
+    originals against the best baseline's."""
+    headline = (report.get("summaries") or {}).get("evaluate", {}).get("headline") or {}
+    rates = headline.get("improvement_rate_rank_0_1")
+    if not rates or "adaptive" not in rates or len(rates) < 2:
+        return None
+    baselines = {n: r for n, r in rates.items() if n != "adaptive"}
+    best = max(baselines, key=lambda n: -1 if baselines[n] is None else baselines[n])
+    return (f"Improvement rate on rank 0-1 originals ({headline['critic']}): adaptive "
+            f"{_num(rates['adaptive'], '{:.1%}')}, best baseline {best} {_num(baselines[best], '{:.1%}')} "
+            f"(" + ", ".join(f"{n} {_num(r, '{:.1%}')}" for n, r in baselines.items()) + ").")
 
 
 def _short(uri: str | None) -> str | None:
@@ -126,6 +158,9 @@ def markdown(report: dict, plots: dict[str, str]) -> str:
         rows = [[r] + [f"{by_rank[n][r]['labels'].get(lb, 0):.0%}" for n in by_rank for lb in LABELS]
                 for r in next(iter(by_rank.values()))] if by_rank else []
         out += [_md_table(header, rows), ""]
+    claim = claim_line(report)
+    if claim:
+        out += [claim, ""]
     pairwise = metrics.get("reviser_pairwise") or {}
     if pairwise:
         out += ["## Revisers head to head", "", "Win rate of the first reviser's revision over the second's on the "
@@ -133,12 +168,9 @@ def markdown(report: dict, plots: dict[str, str]) -> str:
         rows = [[pair, critic, f"{w['win_rate']:.1%}", str(w["wins"]), str(w["ties"]), str(w["losses"])]
                 for critic, pairs in pairwise.items() for pair, w in pairs.items()]
         out += [_md_table(["pair", "critic", "win rate", "wins", "ties", "losses"], rows), ""]
-    policy = metrics.get("policy") or {}
-    if policy:
-        pcritics = list(next(iter(policy.values())))
-        out += ["## Policy: mean critic reward on held-out prompts", "",
-                _md_table(["policy"] + pcritics, [[n] + [f"{v[c]:.3f}" for c in pcritics] for n, v in policy.items()]),
-                ""]
+    if metrics.get("policy"):
+        out += ["## Policy on held-out prompts", "", "Mean critic reward, and win rate against the reference "
+                "(best) responses: a tie counts half.", "", _md_table(*policy_rows(metrics)), ""]
         if "policy" in plots:
             out += [f"![policy]({plots['policy']})", ""]
     return "\n".join(out)
@@ -156,7 +188,8 @@ def compare_table(reports: list[dict]) -> Table:
         metrics = r.get("metrics") or {}
         for stage, scores in (metrics.get("policy") or {}).items():
             critic = next(iter(scores))
-            cells = rows.setdefault(f"policy reward after {stage} ({critic})", ["-"] * len(reports))
+            cells = rows.setdefault(f"policy reward: {POLICY_TITLES.get(stage, stage)} ({critic})",
+                                    ["-"] * len(reports))
             cells[i] = f"{scores[critic]:.3f}"
         for name, by_critic in (metrics.get("reviser") or {}).items():
             critic = next(iter(by_critic))

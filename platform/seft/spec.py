@@ -205,6 +205,44 @@ class Cluster(Model):
     training: Resources = Resources(cpu="32", memory="256Gi", gpus=8)
 
 
+ReviserBaseline = Literal["aligner", "label"]
+PolicyBaseline = Literal["sft_chosen", "dpo", "orpo", "sft_generator", "external_only"]
+
+
+class BaselineTrainings(Model):
+    sft_chosen: Training | None = None
+    dpo: Training | None = None
+    orpo: Training | None = None
+    sft_generator: Training | None = None
+    external_only: Training | None = None
+
+
+class Baselines(Model):
+    """The paper's baselines, trained on the same data by the same stages and evaluated beside
+    SEFT. Revisers continue the preliminary reviser on the adaptive split, as the adaptive
+    reviser does: `aligner` always revises (Aligner, no labels); `label` takes its labels from
+    the original's rank alone (the paper's Appendix B). Policies start from the initial policy:
+    `sft_chosen` (SFT on the preference data's best responses), `dpo` (TRL), `orpo` (TRL's
+    experimental ORPO), `sft_generator` (SFT on the external generator's unrevised answers) and
+    `external_only` (external evolution without internal evolution first): the paper's Table 2."""
+
+    revisers: list[ReviserBaseline] = ["aligner", "label"]
+    policies: list[PolicyBaseline] = ["sft_chosen", "dpo", "orpo", "sft_generator", "external_only"]
+    no_revise_share: float = Field(0.1, ge=0, le=1, description="label reviser: the share of rank-0 originals "
+                                   "labelled [No Revise]; the rest are [Major Revise] (Appendix B)")
+    beta: float = Field(0.1, gt=0, allow_inf_nan=False, description="DPO's beta; ORPO's lambda")
+    training: BaselineTrainings = Field(BaselineTrainings(),
+                                        description="a baseline policy's training where it differs from "
+                                                    "policy_training (DPO wants a lower learning rate)")
+
+    @field_validator("revisers", "policies")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"must not repeat a baseline, got {v}")
+        return v
+
+
 def _paper_policy_training() -> Training:
     return Training(learning_rate=5e-7, lr_scheduler="linear")
 
@@ -224,6 +262,7 @@ class PipelineSpec(Model):
     generation: Sampling = Sampling()
     revision: Sampling = Sampling(temperature=0.0)
     evaluation: Evaluation = Evaluation()
+    baselines: Baselines | None = Field(None, description="train and evaluate the paper's baselines too")
     services: Services = Services()
     cluster: Cluster = Cluster()
 

@@ -174,7 +174,29 @@ def test_every_object_built_for_a_sample_validates(path):
     assert len(vllm) == 6  # generator: policy, generator; reviser: preliminary, adaptive; policies after evolution
     assert all(c["resources"]["limits"].get("nvidia.com/gpu") == str(spec.cluster.vllm.gpus) for c in vllm)
     jobs = [o["metadata"]["name"] for o in built if o["kind"] == "Job"]
-    assert jobs == [f"{sample['metadata']['name']}-{s.name}-1" for s in stages_for(spec)]
+    assert jobs == [f"{sample['metadata']['name']}-{s.name.replace('_', '-')}-1" for s in stages_for(spec)]
+
+
+def test_the_baselines_plan_valid_objects_with_their_training_methods():
+    import json
+
+    sample = load(MANIFESTS / "samples" / "quickstart.yaml")
+    sample["spec"]["baselines"] = {"beta": 0.2}  # every baseline, by default
+    assert errors(SEFT, sample) == []
+    built = built_objects(sample)
+    for obj in built:
+        check(obj)  # names too: baseline_policies and sft_chosen become DNS labels
+    [cm] = [o for o in built if meta_name(o) == "quickstart-baseline-policies-train"]
+    jobs = {k.removesuffix(".json"): json.loads(v) for k, v in cm["data"].items()}
+    assert {k: (v["method"], v["beta"]) for k, v in jobs.items()} == {
+        "sft_chosen": ("sft", 0.2), "dpo": ("dpo", 0.2), "orpo": ("orpo", 0.2), "sft_generator": ("sft", 0.2),
+        "external_only": ("sft", 0.2)}
+    assert {v["model"] for v in jobs.values()} == {"s3://seft/quickstart/bootstrap/policy"}
+    names = {meta_name(o) for o in built if o["kind"] == "PyTorchJob"}
+    assert {"quickstart-baseline-revisers-aligner-1", "quickstart-baseline-policies-sft-chosen-1"} <= names
+    vllm = [c for o in built if o["kind"] == "Deployment" for c in o["spec"]["template"]["spec"]["containers"]
+            if c["name"] == "vllm"]
+    assert len(vllm) == 6 + 2 + 5  # and the baseline revisers and policies, served for evaluate
 
 
 class Yaml12(yaml.SafeLoader):

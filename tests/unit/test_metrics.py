@@ -41,3 +41,18 @@ def test_win_rate_counts_a_tie_as_half():
     assert win_rate([0.3], [0.3])["win_rate"] == 0.5
     with pytest.raises(ValueError, match="equally long"):
         win_rate([1.0], [1.0, 2.0])
+
+
+def test_improvement_rate_pools_the_revised_rows_of_several_ranks():
+    from seft.metrics import improvement_rate
+
+    rows = [row(0, 1.0, 1.0, revised=False, label="no"),  # kept: not counted
+            row(0, 1.0, 0.5),                             # revised, worse
+            row(1, 0.5, 0.75), row(1, 0.5, 1.0), row(1, 0.5, 0.5),  # 2 of 3 improved
+            row(2, 0.0, 1.0)]                             # another rank: left out
+    by = reviser_by_rank(rows)
+    assert by["1"]["revised"] == 3 and by["1"]["improved"] == 2
+    assert improvement_rate(by, (0, 1)) == pytest.approx(2 / 4)
+    assert improvement_rate(by, (1,)) == pytest.approx(2 / 3)
+    kept = reviser_by_rank([row(0, 1.0, 1.0, revised=False, label="no")])
+    assert improvement_rate(kept, (0, 1)) is None  # nothing revised: no rate, not 0

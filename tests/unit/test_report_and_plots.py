@@ -28,11 +28,17 @@ def fake_run(tmp_path, name="demo", shift=0.0):
         samples += [{"reviser": reviser, "critic": "rule", **r} for r in rows]
     metrics["reviser_pairwise"] = {"rule": {"preliminary vs adaptive": {"n": 140, "wins": 50, "ties": 40,
                                                                          "losses": 50, "win_rate": 0.5}}}
-    metrics["policy"] = {"initial": {"rule": 0.5}, "internal": {"rule": 0.7 + shift}, "external": {"rule": 0.8}}
+    metrics["policy"] = {"initial": {"rule": 0.5}, "dpo": {"rule": 0.6}, "internal": {"rule": 0.7 + shift},
+                         "external": {"rule": 0.8}}
+    metrics["policy_vs_reference"] = {p: {"rule": {"n": 10, "wins": 0, "ties": i, "losses": 10 - i,
+                                                   "win_rate": i / 20}} for i, p in enumerate(metrics["policy"])}
+    headline = {"critic": "rule", "improvement_rate_rank_0_1": {"preliminary": 0.3, "adaptive": 0.6, "aligner": 0.45,
+                                                                "label": None}}
     run_dir = tmp_path / name
     run_dir.mkdir()
     (run_dir / "report.json").write_text(json.dumps({"name": name, "recipe": "seft", "seed": 0, "store": "file://x",
-                                                     "wall_seconds": 1.0, "metrics": metrics}))
+                                                     "wall_seconds": 1.0, "metrics": metrics,
+                                                     "summaries": {"evaluate": {"headline": headline}}}))
     return run_dir, samples
 
 
@@ -42,7 +48,10 @@ def test_report_md_has_the_tables_and_links_every_plot(tmp_path):
     text = path.read_text()
     assert "## Revisers by original rank (rule)" in text and "| rank | n | preliminary benefit |" in text
     assert "## Labels by original rank" in text and "adaptive no" in text and "preliminary no" not in text
-    assert "| internal | 0.700 |" in text
+    assert "| policy | rule reward | rule vs reference |" in text
+    assert "| DPO | 0.600 | 5.0% |" in text and "| after internal | 0.700 | 10.0% |" in text
+    assert ("Improvement rate on rank 0-1 originals (rule): adaptive 60.0%, best baseline aligner 45.0% "
+            "(preliminary 30.0%, aligner 45.0%, label -).") in text
     assert "| preliminary vs adaptive | rule | 50.0% | 50 | 40 | 50 |" in text
     links = [line[line.index("(") + 1:-1] for line in text.splitlines() if line.startswith("![")]
     assert sorted(links) == ["plots/labels_rule.png", "plots/policy.png", "plots/reviser_ranks_rule.png",
@@ -81,5 +90,6 @@ def test_compare_puts_runs_side_by_side(tmp_path):
     console = Console(width=200, record=True)
     console.print(compare_table(reports))
     text = console.export_text()
-    assert "policy reward after internal (rule)" in text and "0.700" in text and "0.800" in text
+    assert "policy reward: after internal (rule)" in text and "policy reward: DPO (rule)" in text
+    assert "0.700" in text and "0.800" in text
     assert "adaptive reviser benefit, all ranks (rule)" in text

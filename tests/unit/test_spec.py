@@ -53,6 +53,9 @@ def test_unknown_key_names_field_and_value():
     (lambda d: d["data"].update(preference="x.jsonl"), "bootstrap makes the data"),
     (lambda d: d["reviser_training"].update(batch_size=100, per_device_batch_size=64), "not a multiple"),
     (lambda d: d["labelling"].update(critic="missing"), "is not one of"),
+    (lambda d: d.update(baselines={"revisers": ["aligner", "rlhf"]}), r"baselines.revisers.1: .*'rlhf'"),
+    (lambda d: d.update(baselines={"policies": ["dpo", "dpo"]}), r"baselines.policies: .*must not repeat"),
+    (lambda d: d.update(baselines={"no_revise_share": 1.5}), r"baselines.no_revise_share: .*1.5"),
 ])
 def test_semantic_errors(mutate, needle):
     data = quickstart()
@@ -89,3 +92,30 @@ def test_console_script_exit_code(tmp_path):
 @pytest.mark.parametrize("example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_example_validates(example):
     assert load_spec(example).name
+
+
+def test_baselines_add_their_stages_and_what_evaluate_serves():
+    from seft.recipes import stages_for
+
+    plain = stages_for(load_spec(QUICKSTART))
+    assert [s.name for s in plain] == ["bootstrap", "prepare", "warmup", "label", "adapt", "internal", "external",
+                                       "evaluate"]
+    spec = load_spec(ROOT / "examples" / "quickstart-baselines.yaml")
+    stages = {s.name: s for s in stages_for(spec)}
+    assert list(stages) == ["bootstrap", "prepare", "warmup", "label", "adapt", "baseline_revisers", "internal",
+                            "external", "baseline_policies", "evaluate"]
+    revisers = stages["baseline_revisers"].trainings
+    assert set(revisers) == {"aligner", "label"} and revisers["label"].add_tokens and not revisers["aligner"].add_tokens
+    policies = stages["baseline_policies"].trainings
+    assert {n: t.method for n, t in policies.items()} == {"sft_chosen": "sft", "dpo": "dpo", "orpo": "orpo",
+                                                          "sft_generator": "sft", "external_only": "sft"}
+    assert {t.model.stage for t in policies.values()} == {"bootstrap"}  # all from the initial policy
+    served = stages["evaluate"].services
+    assert {n for n in served if n.startswith("reviser-")} == {f"reviser-{n}" for n in
+                                                               ("preliminary", "adaptive", "aligner", "label")}
+    assert served["reviser-label"].label_first and not served["reviser-aligner"].label_first
+    assert len([n for n in served if n.startswith("policy-")]) == 8
+    assert {"baseline_revisers", "baseline_policies"} <= set(stages["evaluate"].inputs)
+    # The stages before the baselines plan the same as the quickstart's: a finished run is reused.
+    for st in plain[:-1]:
+        assert st.params(spec) == st.params(load_spec(QUICKSTART)) and stages[st.name].inputs == st.inputs

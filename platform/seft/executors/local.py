@@ -153,7 +153,7 @@ class Context:
             for name, t in jobs.items():
                 training = t.training
                 job = TrainJob(model=self.path(t.model), data=str(self.out / t.data), output_dir=str(self.out / name),
-                               seed=self.spec.seed, add_tokens=list(t.add_tokens), **training.model_dump())
+                               seed=self.spec.seed, **t.options(), **training.model_dump())
                 config = self.out / f"{name}.train.yaml"
                 config.write_text(yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False))
                 log = self.logs / f"{self.stage}-{name}-train.log"

@@ -46,6 +46,12 @@ class TrainSpec:
     data: str
     training: "Training"
     add_tokens: tuple[str, ...] = ()  # e.g. the reviser's labels, as single special tokens
+    method: str = "sft"  # sft on {prompt, completion}; dpo / orpo on {prompt, chosen, rejected}
+    beta: float = 0.1  # dpo's beta, orpo's lambda
+
+    def options(self) -> dict:
+        """The TrainJob fields that come from the stage rather than from its Training."""
+        return {"add_tokens": list(self.add_tokens), "method": self.method, "beta": self.beta}
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from seft.chat import reviser_completion, reviser_prompt
+from seft.chat import reviser_example
 from seft.labelling import Label
-from seft.records import SFTExample, read_jsonl, write_jsonl
+from seft.records import read_jsonl, write_jsonl
 from seft.stages import Ref, TrainSpec
 
 NAME = "adapt"
+LABEL_TOKENS = tuple(label.value for label in Label)
 
 
 def inputs(spec) -> tuple[str, ...]:
@@ -21,7 +22,7 @@ def services(spec) -> dict:
 
 def trainings(spec) -> dict[str, TrainSpec]:
     return {"reviser": TrainSpec(Ref("warmup", "reviser"), "train.jsonl", spec.reviser_training,
-                                 add_tokens=tuple(label.value for label in Label))}
+                                 add_tokens=LABEL_TOKENS)}
 
 
 def params(spec) -> dict:
@@ -29,9 +30,7 @@ def params(spec) -> dict:
 
 
 def run(ctx) -> dict:
-    examples = (SFTExample(prompt=reviser_prompt(row["prompt"], row["original"]),
-                           completion=[{"role": "assistant",
-                                        "content": reviser_completion(Label(row["label"]), row["target"])}])
+    examples = (reviser_example(row["prompt"], row["original"], Label(row["label"]), row["target"])
                 for row in read_jsonl(ctx.input("label") / "labelled.jsonl"))
     n = write_jsonl(ctx.out / "train.jsonl", examples)
     ctx.train()

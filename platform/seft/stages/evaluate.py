@@ -1,9 +1,10 @@
 """evaluate: the paper's metrics (DESIGN.md step 7) on the held-out split.
 
-Revisers (preliminary and adaptive) revise every test original of ranks 0..6; each critic
-scores originals and revisions: mean benefit, improvement rate and label shares per rank.
-Policies (initial, after internal, after external) answer the held-out prompts greedily; each
-critic scores the answers: mean reward per stage."""
+Revisers (preliminary, adaptive, and the baseline revisers when the spec has them) revise every
+test original of ranks 0..6; each critic scores originals and revisions: mean benefit,
+improvement rate and label shares per rank, and each pair of revisers head to head. Policies
+(initial, the baselines, after internal, after external) answer the held-out prompts greedily;
+each critic scores the answers: mean reward, and win rate against the reference responses."""
 
 from __future__ import annotations
 
@@ -11,25 +12,39 @@ from contextlib import ExitStack
 from statistics import fmean
 
 from seft.client import CriticClient, GeneratorClient, ReviserClient
-from seft.metrics import mean_benefit, reviser_by_rank, win_rate
+from seft.metrics import improvement_rate, mean_benefit, reviser_by_rank, win_rate
 from seft.records import RevisionSample, messages, read_jsonl, write_jsonl
 from seft.stages import Ref, ServiceSpec, model_ref
 
 NAME = "evaluate"
-REVISERS = {"preliminary": ("warmup", False), "adaptive": ("adapt", True)}
-POLICIES = ("initial", "internal", "external")
+CLAIM_RANKS = (0, 1)  # the paper's central claim: the adaptive reviser keeps strong originals strong
+
+
+def revisers(spec) -> dict[str, tuple[Ref, bool]]:
+    """{name: (model, label_first)}, the adaptive reviser second."""
+    out = {"preliminary": (Ref("warmup", "reviser"), False), "adaptive": (Ref("adapt", "reviser"), True)}
+    for name in spec.baselines.revisers if spec.baselines else ():
+        out[name] = (Ref("baseline_revisers", name), name == "label")
+    return out
+
+
+def policies(spec) -> dict[str, Ref]:
+    """In the order of the paper's Table 2: the initial policy, the baselines, then SEFT's stages."""
+    out = {"initial": model_ref(spec, "policy")}
+    for name in spec.baselines.policies if spec.baselines else ():
+        out[name] = Ref("baseline_policies", name)
+    return out | {"internal": Ref("internal", "policy"), "external": Ref("external", "policy")}
 
 
 def inputs(spec) -> tuple[str, ...]:
-    return ("prepare", "warmup", "adapt", "internal", "external") + (("bootstrap",) if spec.bootstrap else ())
+    stages = {ref.stage for ref, _ in revisers(spec).values()} | {ref.stage for ref in policies(spec).values()}
+    return ("prepare",) + tuple(sorted(stages - {None, "prepare"}))
 
 
 def services(spec) -> dict[str, ServiceSpec]:
-    policies = {"initial": model_ref(spec, "policy"), "internal": Ref("internal", "policy"),
-                "external": Ref("external", "policy")}
-    out = {f"reviser-{name}": ServiceSpec("reviser", Ref(stage, "reviser"), label_first=labels)
-           for name, (stage, labels) in REVISERS.items()}
-    out |= {f"policy-{name}": ServiceSpec("generator", ref) for name, ref in policies.items()}
+    out = {f"reviser-{name}": ServiceSpec("reviser", ref, label_first=labels)
+           for name, (ref, labels) in revisers(spec).items()}
+    out |= {f"policy-{name}": ServiceSpec("generator", ref) for name, ref in policies(spec).items()}
     return out | {f"critic-{c.name}": ServiceSpec("critic", critic=c) for c in spec.critics}
 
 
@@ -39,7 +54,8 @@ def trainings(spec) -> dict:
 
 def params(spec) -> dict:
     return {"critics": [c.model_dump() for c in spec.critics], "evaluation": spec.evaluation.model_dump(),
-            "seed": spec.seed, "policy": None if spec.bootstrap else spec.models.policy}
+            "seed": spec.seed, "policy": None if spec.bootstrap else spec.models.policy,
+            "revisers": list(revisers(spec)), "policies": list(policies(spec))}
 
 
 def run(ctx) -> dict:
@@ -49,14 +65,14 @@ def run(ctx) -> dict:
     sampling, bs = spec.evaluation.sampling, spec.services.batch_size
     items = [(messages(s.prompt), s.original) for s in test]
     prompts = [h["prompt"] for h in heldout]
-    metrics: dict = {"reviser": {}, "policy": {}, "reviser_pairwise": {}}
+    metrics: dict = {"reviser": {}, "policy": {}, "policy_vs_reference": {}, "reviser_pairwise": {}}
     revised_rewards: dict[str, dict[str, list[float]]] = {}  # critic -> reviser -> reward of each revision
     rows_out = []
     with ctx.services() as ep, ExitStack() as stack:
         critics = {c.name: stack.enter_context(CriticClient(ep[f"critic-{c.name}"], batch_size=bs))
                    for c in spec.critics}
         original_rewards = {cname: critic.score(items) for cname, critic in critics.items()}
-        for name in REVISERS:
+        for name in revisers(spec):
             with (ctx.progress(f"revising test set ({name} reviser)", len(items)) as advance,
                   ReviserClient(ep[f"reviser-{name}"], batch_size=bs) as reviser):
                 revisions = reviser.revise(items, sampling, seed=spec.seed, on_batch=advance)
@@ -71,21 +87,27 @@ def run(ctx) -> dict:
                 metrics["reviser"][name][cname] = reviser_by_rank(rows)
                 rows_out += [{"reviser": name, "critic": cname, "id": s.id, "revision": r.text, **row}
                              for s, r, row in zip(test, revisions, rows)]
-        names = list(REVISERS)
+        names = list(revisers(spec))
         for cname, by_reviser in revised_rewards.items():  # each pair of revisers on the same originals
             metrics["reviser_pairwise"][cname] = {f"{a} vs {b}": win_rate(by_reviser[a], by_reviser[b])
                                                   for i, a in enumerate(names) for b in names[i + 1:]}
-        for name in POLICIES:
+        reference_rewards = {cname: critic.score([(p, h["reference"]) for p, h in zip(prompts, heldout)])
+                             for cname, critic in critics.items()}
+        for name in policies(spec):
             with (ctx.progress(f"answering held-out prompts ({name} policy)", len(prompts)) as advance,
                   GeneratorClient(ep[f"policy-{name}"], batch_size=bs) as gen):
                 answers = gen.generate(prompts, sampling, seed=spec.seed, on_batch=advance)
-            metrics["policy"][name] = {cname: fmean(critic.score(list(zip(prompts, answers))))
-                                       for cname, critic in critics.items()}
+            rewards = {cname: critic.score(list(zip(prompts, answers))) for cname, critic in critics.items()}
+            metrics["policy"][name] = {cname: fmean(r) for cname, r in rewards.items()}
+            metrics["policy_vs_reference"][name] = {cname: win_rate(r, reference_rewards[cname])
+                                                    for cname, r in rewards.items()}
             rows_out += [{"policy": name, "id": h["id"], "answer": a} for h, a in zip(heldout, answers)]
     write_jsonl(ctx.out / "samples.jsonl", rows_out)
     first = spec.critics[0].name
     adaptive = metrics["reviser"]["adaptive"][first]
     headline = {"critic": first,
                 "adaptive_benefit_rank_4_6": mean_benefit(adaptive, (4, 5, 6)),
-                "policy_reward": {name: metrics["policy"][name][first] for name in POLICIES}}
+                "improvement_rate_rank_0_1": {name: improvement_rate(by_critic[first], CLAIM_RANKS)
+                                              for name, by_critic in metrics["reviser"].items()},
+                "policy_reward": {name: by_critic[first] for name, by_critic in metrics["policy"].items()}}
     return {"metrics": metrics, "headline": headline}

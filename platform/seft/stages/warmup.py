@@ -3,8 +3,8 @@ output = target. It starts from the reviser's base model (the external generator
 
 from __future__ import annotations
 
-from seft.chat import reviser_completion, reviser_prompt
-from seft.records import RevisionSample, SFTExample, messages, read_jsonl, write_jsonl
+from seft.chat import reviser_example
+from seft.records import RevisionSample, messages, read_jsonl, write_jsonl
 from seft.stages import TrainSpec, model_ref
 
 NAME = "warmup"
@@ -28,8 +28,7 @@ def params(spec) -> dict:
 
 
 def run(ctx) -> dict:
-    examples = (SFTExample(prompt=reviser_prompt(messages(s.prompt), s.original),
-                           completion=[{"role": "assistant", "content": reviser_completion(None, s.target)}])
+    examples = (reviser_example(messages(s.prompt), s.original, None, s.target)
                 for s in read_jsonl(ctx.input("prepare") / "warmup.jsonl", RevisionSample))
     n = write_jsonl(ctx.out / "train.jsonl", examples)
     ctx.train()

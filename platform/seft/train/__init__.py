@@ -2,12 +2,15 @@
 
 It is always launched by torchrun (`torchrun -m seft.train --config JOB.json`): locally as a
 subprocess of the executor, on Kubernetes by a Kubeflow PyTorchJob. Data is TRL's
-conversational prompt-completion JSONL; the loss is on completion tokens only."""
+conversational JSONL: prompt-completion for `sft` (the loss on completion tokens only),
+prompt-chosen-rejected for `dpo` and `orpo` (TRL's trainers, for the baseline policies)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+from typing import Literal
 
 from pydantic import Field
 
@@ -21,10 +24,15 @@ class TrainJob(Training):
     data: str = Field(description="JSONL of {prompt, completion} conversations")
     output_dir: str = Field(description="where the trained HF model directory is saved")
     seed: int = 0
+    method: Literal["sft", "dpo", "orpo"] = "sft"
+    beta: float = Field(0.1, gt=0, allow_inf_nan=False, description="dpo: beta; orpo: lambda")
     add_tokens: list[str] = Field([], description="added to the tokenizer as special tokens, with the embeddings "
                                                   "resized, before training (the adaptive reviser's labels)")
     store: StoreConfig | None = Field(None, description="with it, model, data and output_dir are URIs in this "
                                                         "store (a PyTorchJob's job): fetched, and the output published")
+
+    def columns(self) -> tuple[str, ...]:
+        return ("prompt", "completion") if self.method == "sft" else ("prompt", "chosen", "rejected")
 
     def deepspeed_config(self) -> str | None:
         if self.deepspeed is None:

@@ -68,40 +68,52 @@ def train(job: TrainJob) -> dict:
     if accumulation < 1 or job.batch_size % (job.per_device_batch_size * world):
         raise SeftError(f"batch_size {job.batch_size} is not a multiple of per_device_batch_size "
                         f"{job.per_device_batch_size} x {world} processes")
-    # TrainingArguments before from_pretrained: ZeRO-3 shards weights as they load.
-    args = TrainingArguments(
+    common = dict(
         output_dir=job.output_dir, per_device_train_batch_size=job.per_device_batch_size,
         gradient_accumulation_steps=accumulation, learning_rate=job.learning_rate,
         lr_scheduler_type=job.lr_scheduler, num_train_epochs=job.epochs,
         max_steps=job.max_steps or -1, warmup_steps=job.warmup_ratio, weight_decay=job.weight_decay,
         logging_steps=job.logging_steps, save_strategy="no", report_to=[], seed=job.seed,
         data_seed=job.seed, bf16=job.bf16, deepspeed=ds_config, use_cpu=not torch.cuda.is_available(),
-        remove_unused_columns=False, disable_tqdm=True, dataloader_num_workers=0)
+        disable_tqdm=True, dataloader_num_workers=0)
+    # The arguments before from_pretrained: ZeRO-3 shards weights as they load.
+    if job.method == "sft":
+        args = TrainingArguments(**common, remove_unused_columns=False)
+    elif job.method == "dpo":
+        from trl import DPOConfig
+        args = DPOConfig(**common, beta=job.beta, max_length=job.max_length)
+    else:
+        from trl.experimental.orpo import ORPOConfig
+        args = ORPOConfig(**common, beta=job.beta, max_length=job.max_length)
 
     job, publish = localize_job(job, Path(tempfile.mkdtemp(prefix="seft-train-")))
     tokenizer = AutoTokenizer.from_pretrained(job.model)
     # Single tokens: one forward pass scores the labels, and vLLM can stop at [No Revise].
     added = tokenizer.add_tokens(job.add_tokens, special_tokens=True) if job.add_tokens else 0
     raw = load_dataset("json", data_files=job.data, split="train")
-    for column in ("prompt", "completion"):
+    for column in job.columns():
         if column not in raw.column_names:
-            raise SeftError(f"{job.data}: records need '{column}' (TRL prompt-completion format)")
-
-    def encode(example: dict) -> dict:
-        completion = "".join(m["content"] for m in example["completion"])
-        return encode_example(tokenizer, example["prompt"], completion, job.max_length)
-
-    dataset = raw.map(encode, remove_columns=raw.column_names)
+            raise SeftError(f"{job.data}: records need '{column}' for method {job.method!r} "
+                            f"(TRL's conversational format: {', '.join(job.columns())})")
     model = AutoModelForCausalLM.from_pretrained(job.model)
     if added:
         model.resize_token_embeddings(len(tokenizer))
-    trainer = Trainer(model=model, args=args, train_dataset=dataset,
-                      data_collator=CompletionCollator(tokenizer.pad_token_id))
+    if job.method == "sft":
+        def encode(example: dict) -> dict:
+            completion = "".join(m["content"] for m in example["completion"])
+            return encode_example(tokenizer, example["prompt"], completion, job.max_length)
+
+        trainer = Trainer(model=model, args=args, train_dataset=raw.map(encode, remove_columns=raw.column_names),
+                          data_collator=CompletionCollator(tokenizer.pad_token_id))
+    else:  # TRL renders the conversations with the model's chat template, as seft.chat does
+        trainer = preference_trainer(job.method)(model=model, args=args, train_dataset=raw,
+                                                 processing_class=tokenizer)
     result = trainer.train()
     trainer.save_model(job.output_dir)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     summary = {"train_loss": result.training_loss, "losses": losses, "steps": result.global_step,
-               "examples": len(dataset), "world_size": world}
+               "examples": len(raw), "world_size": world,
+               "method": job.method}
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(job.output_dir)
         # The Trainer pickles its arguments; models here are safetensors only, never pickles.
@@ -110,6 +122,14 @@ def train(job: TrainJob) -> dict:
         if publish:
             publish(summary)
     return summary
+
+
+def preference_trainer(method: str):
+    if method == "dpo":
+        from trl import DPOTrainer
+        return DPOTrainer
+    from trl.experimental.orpo import ORPOTrainer  # ORPO lives in trl.experimental since TRL 0.2x
+    return ORPOTrainer
 
 
 class CompletionCollator:
