@@ -79,15 +79,10 @@ def cmd_judge(args) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from seft.judge import DEFAULT_PROMPT, Judge, load_judge_prompts
+    from seft.judge import Judge, pick_prompt
     from seft.records import read_jsonl, write_jsonl
 
-    prompt = DEFAULT_PROMPT
-    if args.prompts:
-        prompts = load_judge_prompts(args.prompts)
-        if args.prompt_name not in prompts:
-            raise SeftError(f"--prompt-name {args.prompt_name!r}: not in {args.prompts} ({', '.join(prompts)})")
-        prompt = prompts[args.prompt_name]
+    prompt = pick_prompt(args.prompts, args.prompt_name, "--prompt-name")
     rows, items = list(read_jsonl(args.input)), []
     for i, row in enumerate(rows, 1):
         question, answer = row.get("prompt"), row.get("response")

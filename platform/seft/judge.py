@@ -131,3 +131,25 @@ class Judge:
 
         with ThreadPoolExecutor(self.concurrency) as pool:
             return JudgeReport(list(pool.map(one, items)))
+
+
+def pick_prompt(path: str | None, name: str, option: str) -> JudgePrompt:
+    """Our prompt without a file; else the prompt `name` of FastChat's judge_prompts.jsonl at path
+    (`option` names the setting in errors)."""
+    if not path:
+        return DEFAULT_PROMPT
+    prompts = load_judge_prompts(path)
+    if name not in prompts:
+        raise SeftError(f"{option} {name!r} is not in {path} (it has {', '.join(sorted(prompts))})")
+    return prompts[name]
+
+
+def judge_from_spec(cfg) -> Judge:
+    """The Judge a spec's `evaluation.judge` (seft.spec.JudgeSpec) describes."""
+    return Judge(cfg.endpoint, cfg.model, pick_prompt(cfg.prompts, cfg.prompt, "evaluation.judge.prompt"),
+                 api_key_env=cfg.api_key_env, concurrency=cfg.concurrency)
+
+
+def question_text(prompt: list[dict]) -> str:
+    """What the judge reads as the question: the conversation's last user message."""
+    return next(m["content"] for m in reversed(prompt) if m["role"] == "user")

@@ -50,13 +50,19 @@ POLICY_TITLES = {"initial": "initial", "sft_chosen": "SFT on chosen", "dpo": "DP
 def policy_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
     """The paper's Table 2: each policy's mean reward and win rate against the held-out
     references, under each critic."""
-    policy, versus = metrics["policy"], metrics.get("policy_vs_reference") or {}
+    policy, versus, judged = metrics["policy"], metrics.get("policy_vs_reference") or {}, metrics.get("judge")
     critics = list(next(iter(policy.values())))
     header = ["policy"] + [f"{c} {m}" for c in critics for m in ("reward", "vs reference")]
     rows = [[POLICY_TITLES.get(name, name)] +
             [cell for c in critics for cell in (f"{scores[c]:.3f}",
                                                  _num(versus.get(name, {}).get(c, {}).get("win_rate"), "{:.1%}"))]
             for name, scores in policy.items()]
+    if judged:  # the LLM judge's mean 1-10 rating, and how many judgements had no usable rating
+        header.append("judge rating")
+        for name, row in zip(policy, rows):
+            j = judged.get(name) or {}
+            unusable = (j.get("malformed") or 0) + (j.get("failed_calls") or 0)
+            row.append(_num(j.get("mean_rating"), "{:.2f}") + (f" ({unusable} unrated)" if unusable else ""))
     return header, rows
 
 

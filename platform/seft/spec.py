@@ -138,8 +138,22 @@ class Labelling(Model):
         return self
 
 
+class JudgeSpec(Model):
+    """An LLM judge (MT-Bench single-answer grading, seft.judge) that also rates each policy's
+    held-out answers in the evaluate stage. Any OpenAI-compatible endpoint; its API key, if it
+    needs one, comes from the environment variable `api_key_env`, never from the spec."""
+
+    endpoint: str = Field(pattern=r"^https?://", description="base URL, e.g. http://vllm-judge:8000/v1")
+    model: str = Field(min_length=1, description="the judge model's name at that endpoint")
+    api_key_env: str = Field("OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    prompts: str | None = Field(None, description="FastChat's judge_prompts.jsonl; default: our prompt")
+    prompt: str = Field("single-v1", description="which prompt of `prompts`")
+    concurrency: int = Field(8, ge=1, le=256)
+
+
 class Evaluation(Model):
     sampling: Sampling = Sampling(temperature=0.0)
+    judge: JudgeSpec | None = None
 
 
 class StoreConfig(Model):

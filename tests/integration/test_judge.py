@@ -4,12 +4,12 @@ answers from a script (a test double for the user's judge model: none runs here)
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from seft.judge import Judge
+
+from judge_server import judge_server
 
 pytestmark = pytest.mark.integration
 
@@ -22,36 +22,19 @@ SCRIPT = {  # a word in the question -> what the judge says
 }
 
 
-class ScriptedJudge(BaseHTTPRequestHandler):
-    requests: list = []
+def scripted(body: dict) -> str | None:
+    question = body["messages"][-1]["content"]
+    return next(v for k, v in SCRIPT.items() if k in question)
 
-    def log_message(self, *args):
-        pass
 
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        ScriptedJudge.requests.append(body)
-        question = body["messages"][-1]["content"]
-        reply = next(v for k, v in SCRIPT.items() if k in question)
-        if reply is None:
-            data, status = json.dumps({"error": {"message": "judge overloaded"}}).encode(), 500
-        else:
-            data, status = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                                       "choices": [{"index": 0, "finish_reason": "stop",
-                                                    "message": {"role": "assistant", "content": reply}}]}).encode(), 200
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+RECEIVED: list[dict] = []  # the requests the current test's judge received
 
 
 @pytest.fixture
 def judge_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedJudge)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
+    global RECEIVED
+    with judge_server(scripted) as (url, RECEIVED):
+        yield url
 
 
 def test_judgements_are_rated_and_malformed_ones_counted_with_their_text(judge_url):
@@ -66,7 +49,7 @@ def test_judgements_are_rated_and_malformed_ones_counted_with_their_text(judge_u
     assert judge_url in report.judgements[4].error and report.judgements[4].text == ""
     assert report.summary() == {"n": 5, "rated": 2, "mean_rating": pytest.approx(7.75), "malformed": 2,
                                 "failed_calls": 1}
-    sent = next(r for r in ScriptedJudge.requests if "capital" in r["messages"][-1]["content"])
+    sent = next(r for r in RECEIVED if "capital" in r["messages"][-1]["content"])
     assert sent["model"] == "my-judge" and sent["temperature"] == 0.0
     assert "Paris." in sent["messages"][-1]["content"] and sent["messages"][0]["role"] == "system"
 
@@ -86,3 +69,33 @@ def test_seft_judge_writes_every_row_with_its_rating_or_reason(judge_url, tmp_pa
     assert [(r["id"], r["rating"]) for r in rows] == [("a", 9.0), ("b", None)]
     assert "no [[rating]]" in rows[1]["judge_error"] and rows[1]["judgement"]
     assert json.loads(proc.stdout) == {"n": 2, "rated": 1, "mean_rating": 9.0, "malformed": 1, "failed_calls": 0}
+
+
+class StageContext:
+    """What evaluate's judge_answers uses of a stage's context: the spec and progress bars."""
+
+    def __init__(self, judge: dict):
+        from contextlib import contextmanager
+
+        from seft.spec import Evaluation
+
+        self.spec = type("Spec", (), {"evaluation": Evaluation(judge=judge)})()
+        self.progress = contextmanager(lambda description, total: iter([lambda n: None]))
+
+
+def test_the_evaluate_stage_judges_each_policys_answers_and_refuses_a_dead_judge(judge_url):
+    from seft.errors import SeftError
+    from seft.stages.evaluate import judge_answers
+
+    prompts = [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": q}]
+               for q in ("What is the capital of Spain?", "What is the sum of 1 and 1?")]
+    ctx = StageContext({"endpoint": judge_url, "model": "j", "concurrency": 2})
+    reports = judge_answers(ctx, prompts, {"initial": ["Madrid", "3"], "external": ["Madrid", "2"]})
+    assert {n: r.summary() for n, r in reports.items()} == {
+        n: {"n": 2, "rated": 1, "mean_rating": 9.0, "malformed": 1, "failed_calls": 0} for n in ("initial", "external")}
+    asked = [r["messages"][-1]["content"] for r in RECEIVED]
+    assert all("Be brief" not in a for a in asked)  # the question is the last user turn
+    assert sum("Madrid" in a and "capital of Spain" in a for a in asked) == 2
+    dead = StageContext({"endpoint": judge_url, "model": "j"})
+    with pytest.raises(SeftError, match="every call to .* failed"):
+        judge_answers(dead, [[{"role": "user", "content": "Please explode."}]], {"initial": ["no"]})

@@ -4,7 +4,8 @@ Revisers (preliminary, adaptive, and the baseline revisers when the spec has the
 test original of ranks 0..6; each critic scores originals and revisions: mean benefit,
 improvement rate and label shares per rank, and each pair of revisers head to head. Policies
 (initial, the baselines, after internal, after external) answer the held-out prompts greedily;
-each critic scores the answers: mean reward, and win rate against the reference responses."""
+each critic scores the answers: mean reward, and win rate against the reference responses; an
+LLM judge (`evaluation.judge`) rates them too, MT-Bench style, when the spec names one."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from contextlib import ExitStack
 from statistics import fmean
 
 from seft.client import CriticClient, GeneratorClient, ReviserClient
+from seft.errors import SeftError
+from seft.judge import judge_from_spec, question_text
 from seft.metrics import improvement_rate, mean_benefit, reviser_by_rank, win_rate
 from seft.records import RevisionSample, messages, read_jsonl, write_jsonl
 from seft.stages import Ref, ServiceSpec, model_ref
@@ -93,15 +96,23 @@ def run(ctx) -> dict:
                                                   for i, a in enumerate(names) for b in names[i + 1:]}
         reference_rewards = {cname: critic.score([(p, h["reference"]) for p, h in zip(prompts, heldout)])
                              for cname, critic in critics.items()}
+        answers_by_policy = {}
         for name in policies(spec):
             with (ctx.progress(f"answering held-out prompts ({name} policy)", len(prompts)) as advance,
                   GeneratorClient(ep[f"policy-{name}"], batch_size=bs) as gen):
-                answers = gen.generate(prompts, sampling, seed=spec.seed, on_batch=advance)
+                answers = answers_by_policy[name] = gen.generate(prompts, sampling, seed=spec.seed, on_batch=advance)
             rewards = {cname: critic.score(list(zip(prompts, answers))) for cname, critic in critics.items()}
             metrics["policy"][name] = {cname: fmean(r) for cname, r in rewards.items()}
             metrics["policy_vs_reference"][name] = {cname: win_rate(r, reference_rewards[cname])
                                                     for cname, r in rewards.items()}
-            rows_out += [{"policy": name, "id": h["id"], "answer": a} for h, a in zip(heldout, answers)]
+    judged = judge_answers(ctx, prompts, answers_by_policy) if spec.evaluation.judge else {}
+    if judged:
+        metrics["judge"] = {name: report.summary() for name, report in judged.items()}
+    for name, answers in answers_by_policy.items():
+        verdicts = judged[name].judgements if judged else [None] * len(answers)
+        rows_out += [{"policy": name, "id": h["id"], "answer": a,
+                      **({"rating": v.rating, "judge_error": v.error, "judgement": v.text} if v else {})}
+                     for h, a, v in zip(heldout, answers, verdicts)]
     write_jsonl(ctx.out / "samples.jsonl", rows_out)
     first = spec.critics[0].name
     adaptive = metrics["reviser"]["adaptive"][first]
@@ -110,4 +121,21 @@ def run(ctx) -> dict:
                 "improvement_rate_rank_0_1": {name: improvement_rate(by_critic[first], CLAIM_RANKS)
                                               for name, by_critic in metrics["reviser"].items()},
                 "policy_reward": {name: by_critic[first] for name, by_critic in metrics["policy"].items()}}
+    if judged:
+        headline["judge_rating"] = {name: summary["mean_rating"] for name, summary in metrics["judge"].items()}
     return {"metrics": metrics, "headline": headline}
+
+
+def judge_answers(ctx, prompts: list[list[dict]], answers_by_policy: dict[str, list[str]]) -> dict:
+    """{policy: JudgeReport} from the spec's LLM judge. Malformed judgements are kept and counted;
+    a judge that answers no call at all is an error, not a column of blanks."""
+    cfg = ctx.spec.evaluation.judge
+    judge, questions, out = judge_from_spec(cfg), [question_text(p) for p in prompts], {}
+    for name, answers in answers_by_policy.items():
+        with ctx.progress(f"judging ({name} policy, {cfg.model})", len(answers)) as advance:
+            out[name] = judge.grade(list(zip(questions, answers)), on_done=advance)
+        summary = out[name].summary()
+        if summary["failed_calls"] == summary["n"]:
+            raise SeftError(f"evaluation.judge: every call to {cfg.endpoint} failed, e.g. "
+                            f"{out[name].judgements[0].error}")
+    return out
