@@ -162,7 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     except SeftError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        _leave_process_group()
     return 0
+
+
+def _leave_process_group() -> None:
+    """Every rank leaves together: a rank that exits with the group's threads still running can
+    abort ("terminate called without an active exception") after a successful training."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
