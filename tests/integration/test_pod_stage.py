@@ -56,9 +56,13 @@ def train(tmp_path, spec, stage_name: str, job: str) -> None:
                                plan.uri(spec, Ref(stage_name, job)))
     path = tmp_path / f"{stage_name}-{job}.json"
     path.write_text(json.dumps(config))
+    pod = tmp_path / f"pod-train-{stage_name}-{job}"  # the pod's working directory
+    pod.mkdir()
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
-                          "-m", "seft.train", "--config", str(path)], capture_output=True, text=True, timeout=600)
+                          "-m", "seft.train", "--config", str(path)], capture_output=True, text=True, timeout=600,
+                         cwd=pod)
     assert out.returncode == 0, out.stderr[-3000:]
+    assert list(pod.iterdir()) == []  # nothing written under a store URI taken for a local path ("s3:/...")
 
 
 def test_stage_jobs_and_training_jobs_hand_artifacts_over_through_the_store(tmp_path, s3_server, s3_env):

@@ -68,6 +68,8 @@ def train(job: TrainJob) -> dict:
     if accumulation < 1 or job.batch_size % (job.per_device_batch_size * world):
         raise SeftError(f"batch_size {job.batch_size} is not a multiple of per_device_batch_size "
                         f"{job.per_device_batch_size} x {world} processes")
+    # Local paths first: the Trainer makes directories under output_dir, which must not be a URI.
+    job, publish = localize_job(job, Path(tempfile.mkdtemp(prefix="seft-train-")))
     common = dict(
         output_dir=job.output_dir, per_device_train_batch_size=job.per_device_batch_size,
         gradient_accumulation_steps=accumulation, learning_rate=job.learning_rate,
@@ -86,7 +88,6 @@ def train(job: TrainJob) -> dict:
         from trl.experimental.orpo import ORPOConfig
         args = ORPOConfig(**common, beta=job.beta, max_length=job.max_length)
 
-    job, publish = localize_job(job, Path(tempfile.mkdtemp(prefix="seft-train-")))
     tokenizer = AutoTokenizer.from_pretrained(job.model)
     # Single tokens: one forward pass scores the labels, and vLLM can stop at [No Revise].
     added = tokenizer.add_tokens(job.add_tokens, special_tokens=True) if job.add_tokens else 0
