@@ -60,7 +60,7 @@ class KubeAPI:
 
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
-        etcd_port, peer_port, self.port = _free_port(), _free_port(), _free_port()
+        etcd_port, peer_port = _free_port(), _free_port()
         self.etcd = subprocess.Popen(
             ["etcd", "--data-dir", str(work / "etcd"), "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
              "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
@@ -75,14 +75,23 @@ class KubeAPI:
         self.token = os.urandom(16).hex()
         (work / "tokens.csv").write_text(f"{self.token},admin,admin,system:masters\n")
         self.log = work / "apiserver.log"
-        self.apiserver = subprocess.Popen(
-            [str(binary), f"--etcd-servers=http://127.0.0.1:{etcd_port}", "--bind-address=127.0.0.1",
-             f"--secure-port={self.port}", f"--cert-dir={work / 'certs'}", f"--token-auth-file={work / 'tokens.csv'}",
-             "--authorization-mode=RBAC", f"--service-account-key-file={work / 'sa.pub'}",
-             f"--service-account-signing-key-file={work / 'sa.key'}",
-             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-             "--service-cluster-ip-range=10.0.0.0/24", "--advertise-address=127.0.0.1"],
-            stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        for attempt in range(3):  # a free port can be taken by another process before the server binds it
+            self.port = _free_port()
+            self.apiserver = subprocess.Popen(
+                [str(binary), f"--etcd-servers=http://127.0.0.1:{etcd_port}", "--bind-address=127.0.0.1",
+                 f"--secure-port={self.port}", f"--cert-dir={work / 'certs'}",
+                 f"--token-auth-file={work / 'tokens.csv'}", "--authorization-mode=RBAC",
+                 f"--service-account-key-file={work / 'sa.pub'}",
+                 f"--service-account-signing-key-file={work / 'sa.key'}",
+                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                 "--service-cluster-ip-range=10.0.0.0/24", "--advertise-address=127.0.0.1"],
+                stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+            try:
+                self._wait_ready()
+                break
+            except RuntimeError as exc:
+                if "address already in use" not in str(exc) or attempt == 2:
+                    raise
         self.kubeconfig = work / "kubeconfig"
         self.kubeconfig.write_text(f"""apiVersion: v1
 kind: Config
@@ -91,7 +100,6 @@ users: [{{name: admin, user: {{token: "{self.token}"}}}}]
 contexts: [{{name: test, context: {{cluster: test, user: admin}}}}]
 current-context: test
 """)
-        self._wait_ready()
 
     def _wait_ready(self, timeout: float = 60) -> None:
         context = ssl.create_default_context()
