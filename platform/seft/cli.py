@@ -35,8 +35,9 @@ def cmd_run(args) -> int:
     if metrics:
         critic = spec.critics[0].name
         console.print(reviser_table(metrics, critic))
-        if claim_line(report):
-            console.print(claim_line(report), soft_wrap=True)
+        claim = claim_line(report)
+        if claim:
+            console.print(claim, soft_wrap=True)
         console.print(policy_table(metrics))
     from seft.storage import open_store
 
@@ -79,7 +80,7 @@ def cmd_judge(args) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from seft.judge import Judge, pick_prompt
+    from seft.judge import Judge, pick_prompt, question_text
     from seft.records import read_jsonl, write_jsonl
 
     prompt = pick_prompt(args.prompts, args.prompt_name, "--prompt-name")
@@ -87,7 +88,7 @@ def cmd_judge(args) -> int:
     for i, row in enumerate(rows, 1):
         question, answer = row.get("prompt"), row.get("response")
         if isinstance(question, list):  # chat messages: the last user turn is the question
-            question = next((m.get("content") for m in reversed(question) if m.get("role") == "user"), None)
+            question = question_text(question)
         if not isinstance(question, str) or not isinstance(answer, str):
             raise SeftError(f"{args.input}:{i}: needs 'prompt' (text or messages) and 'response' (text)")
         items.append((question, answer))

@@ -150,6 +150,6 @@ def judge_from_spec(cfg) -> Judge:
                  api_key_env=cfg.api_key_env, concurrency=cfg.concurrency)
 
 
-def question_text(prompt: list[dict]) -> str:
-    """What the judge reads as the question: the conversation's last user message."""
-    return next(m["content"] for m in reversed(prompt) if m["role"] == "user")
+def question_text(prompt: list[dict]) -> str | None:
+    """What the judge reads as the question: the conversation's last user message (None without one)."""
+    return next((m.get("content") for m in reversed(prompt) if m.get("role") == "user"), None)

@@ -60,9 +60,9 @@ def policy_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
     if judged:  # the LLM judge's mean 1-10 rating, and how many judgements had no usable rating
         header.append("judge rating")
         for name, row in zip(policy, rows):
-            j = judged.get(name) or {}
-            unusable = (j.get("malformed") or 0) + (j.get("failed_calls") or 0)
-            row.append(_num(j.get("mean_rating"), "{:.2f}") + (f" ({unusable} unrated)" if unusable else ""))
+            j = judged.get(name) or {"n": 0, "rated": 0}
+            unrated = j["n"] - j["rated"]  # malformed judgements and failed calls
+            row.append(_num(j.get("mean_rating"), "{:.2f}") + (f" ({unrated} unrated)" if unrated else ""))
     return header, rows
 
 

@@ -27,9 +27,14 @@ def services(spec) -> dict:
     return {}
 
 
+def emits_labels(name: str) -> bool:
+    """Whether baseline reviser `name` answers label first (served so, trained with label tokens)."""
+    return name == "label"
+
+
 def trainings(spec) -> dict[str, TrainSpec]:
     return {name: TrainSpec(Ref("warmup", "reviser"), f"{name}.jsonl", spec.reviser_training,
-                            add_tokens=LABEL_TOKENS if name == "label" else ())
+                            add_tokens=LABEL_TOKENS if emits_labels(name) else ())
             for name in spec.baselines.revisers}
 
 

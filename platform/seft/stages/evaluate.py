@@ -18,6 +18,7 @@ from seft.judge import judge_from_spec, question_text
 from seft.metrics import improvement_rate, mean_benefit, reviser_by_rank, win_rate
 from seft.records import RevisionSample, messages, read_jsonl, write_jsonl
 from seft.stages import Ref, ServiceSpec, model_ref
+from seft.stages.baseline_revisers import emits_labels
 
 NAME = "evaluate"
 CLAIM_RANKS = (0, 1)  # the paper's central claim: the adaptive reviser keeps strong originals strong
@@ -27,7 +28,7 @@ def revisers(spec) -> dict[str, tuple[Ref, bool]]:
     """{name: (model, label_first)}, the adaptive reviser second."""
     out = {"preliminary": (Ref("warmup", "reviser"), False), "adaptive": (Ref("adapt", "reviser"), True)}
     for name in spec.baselines.revisers if spec.baselines else ():
-        out[name] = (Ref("baseline_revisers", name), name == "label")
+        out[name] = (Ref("baseline_revisers", name), emits_labels(name))
     return out
 
 
