@@ -8,11 +8,12 @@ from seft.labelling import Label
 REVISE_INSTRUCTION = "Revise the response ."
 
 
-def reviser_prompt(prompt: list[dict], original: str) -> list[dict]:
-    """The reviser's input: the prompt and the original response in one user turn."""
+def reviser_prompt(prompt: list[dict], original: str, instruction: str = REVISE_INSTRUCTION) -> list[dict]:
+    """The reviser's input: the prompt and the original response in one user turn (a model that
+    refines its own answers gets the same turn with its own instruction, seft.refinement)."""
     turns = "\n".join(f"{m['role']} : {m['content']}" for m in prompt)
     return [{"role": "user",
-             "content": f"Prompt :\n{turns}\nResponse :\n{original}\n{REVISE_INSTRUCTION}"}]
+             "content": f"Prompt :\n{turns}\nResponse :\n{original}\n{instruction}"}]
 
 
 def reviser_completion(label: Label | None, revision: str | None) -> str:

@@ -24,7 +24,7 @@ def cmd_run(args) -> int:
 
     from seft.executors.local import run_pipeline
     from seft.recipes import stages_for
-    from seft.report import claim_line, policy_table, reviser_table, stages_table, write_report
+    from seft.report import claim_line, policy_table, refinement_table, reviser_table, stages_table, write_report
     from seft.spec import load_spec
 
     spec = load_spec(args.file, args.set)
@@ -32,7 +32,9 @@ def cmd_run(args) -> int:
     report = run_pipeline(spec, stages_for(spec), console, workdir=Path(args.workdir))
     console.print(stages_table(report))
     metrics = report.get("metrics")
-    if metrics:
+    if metrics and "refinement" in metrics:  # SELF, EVOLVE
+        console.print(refinement_table(metrics))
+    elif metrics:
         critic = spec.critics[0].name
         console.print(reviser_table(metrics, critic))
         claim = claim_line(report)
@@ -336,10 +338,14 @@ def cmd_serve(args) -> int:
         raise SeftError("TLS needs --tls-cert and --tls-key together (and them for --tls-client-ca)")
     tls = ServerTLS(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
     try:
-        backend = build_backend(args.kind, model=args.model, label_first=not args.no_labels,
-                                critic_backend=args.critic, critic_callable=args.callable, backend=args.backend,
-                                openai_url=args.openai_url, served_model=args.served_model)
-        server = Server({args.kind: backend}, host=args.host, port=args.port, tls=tls, metrics_port=args.metrics_port,
+        backends = {args.kind: build_backend(args.kind, model=args.model, label_first=not args.no_labels,
+                                             critic_backend=args.critic, critic_callable=args.callable,
+                                             backend=args.backend, openai_url=args.openai_url,
+                                             served_model=args.served_model)}
+        if args.kind == "generator" and args.critic:  # served beside it; self-refinement scores with it
+            backends["critic"] = build_backend("critic", model=args.critic_model, critic_backend=args.critic,
+                                               critic_callable=args.callable)
+        server = Server(backends, host=args.host, port=args.port, tls=tls, metrics_port=args.metrics_port,
                         limits=Limits(max_batch=args.max_batch, max_new_tokens=args.max_new_tokens),
                         batch_wait_ms=args.batch_wait_ms, max_message_bytes=args.max_message_bytes)
     except (ValueError, OSError) as exc:
@@ -456,8 +462,11 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("--openai-url", help="openai backend: the server's base URL, e.g. http://127.0.0.1:8000/v1")
     sv.add_argument("--served-model", help="openai backend: the model's served name (default: the only one served)")
     sv.add_argument("--no-labels", action="store_true", help="reviser trained without labels (always revises)")
-    sv.add_argument("--critic", choices=["rule", "reward-model"], help="critic / labeller backend")
+    sv.add_argument("--critic", choices=["rule", "reward-model"],
+                    help="critic / labeller backend; for a generator, a critic served beside it that "
+                         "self-refinement scores with (refine.samples, refine.keep_best)")
     sv.add_argument("--callable", help="rule critic: package.module:function")
+    sv.add_argument("--critic-model", help="a generator's reward-model critic: HF sequence-classification dir")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=50051)
     sv.add_argument("--port-file", help="write the bound port here once serving")

@@ -18,7 +18,8 @@ import grpc
 from seft.errors import SeftError
 from seft.labelling import Label, Rule
 from seft.pb import ENUM_OF, LABEL_OF, messages
-from seft.spec import Sampling
+from seft.refinement import Step
+from seft.spec import Refine, Sampling
 from seft.v1 import (common_pb2, critic_pb2, critic_pb2_grpc, generator_pb2, generator_pb2_grpc,
                      labeller_pb2, labeller_pb2_grpc, reviser_pb2, reviser_pb2_grpc)
 
@@ -109,17 +110,28 @@ class _Client:
 
 
 class GeneratorClient(_Client):
-    def generate(self, prompts: Sequence[list[dict]], sampling: Sampling | None = None,
-                 seed: int | None = None, on_batch=None) -> list[str]:
+    def _call(self, prompts, sampling, seed, refine: Refine | None, on_batch) -> list:
         stub = generator_pb2_grpc.GeneratorStub(self.channel)
+        opts = generator_pb2.RefineParams(**refine.model_dump()) if refine is not None else None
 
         def call(chunk, start):
             req = generator_pb2.GenerateRequest(
                 request_id=uuid.uuid4().hex, prompts=[generator_pb2.Prompt(messages=messages(p)) for p in chunk],
-                sampling=_sampling(sampling, None if seed is None else seed + start))
-            return [g.text for g in stub.Generate(req, timeout=self.timeout).generations]
+                sampling=_sampling(sampling, None if seed is None else seed + start), refine=opts)
+            return list(stub.Generate(req, timeout=self.timeout).generations)
 
         return self._batched(prompts, call, on_batch)
+
+    def generate(self, prompts: Sequence[list[dict]], sampling: Sampling | None = None,
+                 seed: int | None = None, on_batch=None) -> list[str]:
+        return [g.text for g in self._call(prompts, sampling, seed, None, on_batch)]
+
+    def refine(self, prompts: Sequence[list[dict]], refine: Refine, sampling: Sampling | None = None,
+               seed: int | None = None, on_batch=None) -> list[list[Step]]:
+        """Each prompt's refinement chain (seft.refinement): the answer, then each refinement."""
+        return [[Step(s.text, s.feedback if s.HasField("feedback") else None,
+                      s.reward if s.HasField("reward") else None, s.kept) for s in g.steps]
+                for g in self._call(prompts, sampling, seed, refine, on_batch)]
 
 
 def _revised(r: reviser_pb2.Revision) -> Revised:

@@ -86,3 +86,18 @@ def policy_rewards(policy: dict, path: Path) -> Path:
            ylabel="mean reward")
     ax.legend(title="critic")
     return _save(fig, path)
+
+
+def refinement_rounds(refinement: dict, critic: str, path: Path) -> Path:
+    """refinement: {model: {"direct": r, "refined": r, ...}} (metrics["refinement"]), in training
+    order: the direct and the self-refined answers' mean reward, model by model."""
+    models = list(refinement)
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(models)), 4.5))
+    for key, marker in (("direct", "o"), ("refined", "s")):
+        ax.plot(range(len(models)), [refinement[m][key] for m in models], marker=marker,
+                label="self-refined" if key == "refined" else key)
+    ax.set_xticks(range(len(models)), models)
+    ax.set(title="Direct and self-refined answers by round", xlabel="model (in training order)",
+           ylabel=f"mean reward ({critic})")
+    ax.legend(title="answer")
+    return _save(fig, path)

@@ -78,6 +78,29 @@ def policy_table(metrics: dict) -> Table:
     return table
 
 
+def refinement_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
+    """SELF / EVOLVE: each model's mean critic reward on the held-out prompts, answering directly
+    and after refining its own answer, and how often refining helped or hurt."""
+    header = ["model", "direct", "self-refined", "refining helped", "refining hurt", "direct vs reference"]
+    versus = metrics.get("policy_vs_reference") or {}
+    rows = [[name, f"{m['direct']:.3f}", f"{m['refined']:.3f}", f"{m['improved']:.1%}", f"{m['worsened']:.1%}",
+             _num(versus.get(name, {}).get(metrics["critic"], {}).get("win_rate"), "{:.1%}")]
+            for name, m in metrics["refinement"].items()]
+    return header, rows
+
+
+def refinement_table(metrics: dict) -> Table:
+    header, rows = refinement_rows(metrics)
+    table = Table(title=f"Direct and self-refined answers to the held-out prompts ({metrics['critic']})",
+                  caption="self-refined: the model refines its own greedy answer, with no critic in the loop")
+    table.add_column(header[0])
+    for col in header[1:]:
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def claim_line(report: dict) -> str | None:
     """The paper's central claim on this run: the adaptive reviser's improvement rate on rank 0-1
     originals against the best baseline's."""
@@ -174,7 +197,14 @@ def markdown(report: dict, plots: dict[str, str]) -> str:
         rows = [[pair, critic, f"{w['win_rate']:.1%}", str(w["wins"]), str(w["ties"]), str(w["losses"])]
                 for critic, pairs in pairwise.items() for pair, w in pairs.items()]
         out += [_md_table(["pair", "critic", "win rate", "wins", "ties", "losses"], rows), ""]
-    if metrics.get("policy"):
+    if metrics.get("refinement"):
+        out += ["## Direct and self-refined answers by round", "",
+                f"Mean reward ({metrics['critic']}) of each model's greedy answers to the held-out prompts, and "
+                "of the same answers after the model refined them itself (no critic in the loop).", "",
+                _md_table(*refinement_rows(metrics)), ""]
+        if "refinement" in plots:
+            out += [f"![refinement]({plots['refinement']})", ""]
+    elif metrics.get("policy"):
         out += ["## Policy on held-out prompts", "", "Mean critic reward, and win rate against the reference "
                 "(best) responses: a tie counts half.", "", _md_table(*policy_rows(metrics)), ""]
         if "policy" in plots:
@@ -220,7 +250,10 @@ def write_report(run_dir: Path, samples: list[dict] | None = None) -> Path:
         made[f"labels_{critic}"] = plots.label_shares(revisers, critic, out / f"labels_{critic}.png")
         if samples:
             made[f"rewards_{critic}"] = plots.reward_histograms(samples, critic, out / f"rewards_{critic}.png")
-    if metrics.get("policy"):
+    if metrics.get("refinement"):
+        made["refinement"] = plots.refinement_rounds(metrics["refinement"], metrics["critic"],
+                                                     out / "refinement.png")
+    elif metrics.get("policy"):
         made["policy"] = plots.policy_rewards(metrics["policy"], out / "policy.png")
     path = run_dir / "report.md"
     write_atomic(path, markdown(report, {k: str(v.relative_to(run_dir)) for k, v in made.items()}))

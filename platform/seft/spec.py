@@ -257,13 +257,63 @@ class Baselines(Model):
         return v
 
 
+class Refine(Model):
+    """Inference-time self-refinement, an option of the generator service: answer (the critic's
+    best of `samples` draws), then refine the answer `rounds` times."""
+
+    rounds: int = Field(1, ge=0, le=8)
+    samples: int = Field(1, ge=1, le=16, description="answers drawn before refining; the critic picks one")
+    keep_best: bool = Field(True, description="drop a refinement the critic scores below its input")
+
+
+class SelfEvolution(Model):
+    """The SELF and EVOLVE recipes (`recipe: self | evolve`). The defaults are SELF's; EVOLVE's
+    differ where EVOLVE_DEFAULTS says. One model answers and refines its own answers: a meta-skill
+    stage teaches it both (SFT on a corpus of response, feedback, refined response), then each
+    round it answers the unlabelled prompts, refines its answers (`inference`), keeps what passes
+    `filter`, and is fine-tuned on that."""
+
+    rounds: int = Field(2, ge=1, le=10)
+    feedback: str | None = Field(None, description="'package.module:function(prompt, response) -> str': the "
+                                 "teacher's feedback for a corpus built from the preference data (SELF)")
+    corpus: str | None = Field(None, description="a meta-skill corpus JSONL (id, prompt, response, feedback, "
+                               "refined); default: built from prepare's splits (original -> best response)")
+    critic: str | None = Field(None, description="the critic that scores refinements; default: the first")
+    inference: Refine = Refine()
+    filter: Literal["critic", "self", "none"] = Field(
+        "critic", description="which answers a round keeps: the critic's (min_reward), the model's own "
+                              "judgement (its feedback equals `accept`), or all")
+    min_reward: float = Field(1.0, allow_inf_nan=False)
+    accept: str = Field("correct", min_length=1, description="the feedback that judges an answer right")
+    restart: bool = Field(False, description="each round trains the initial policy on the corpus and every "
+                                             "round's data so far, instead of continuing the last round's model")
+    method: Literal["sft", "dpo"] = Field("sft", description="each round's training: SFT on the kept answers, "
+                                          "or DPO on the refinement chains' pairs (EVOLVE)")
+    reconstruct: bool = Field(True, description="train direct answers on the refined ones (EVOLVE's "
+                                                "reconstructed dataset); else only the refinement skill")
+    training: Training | None = Field(None, description="meta-skill and SFT rounds; default policy_training")
+    dpo: Training | None = Field(None, description="DPO on refined > original pairs after the meta-skill stage "
+                                 "(EVOLVE's activation), and rounds with method dpo; null: no DPO stage")
+    beta: float = Field(0.1, gt=0, allow_inf_nan=False, description="DPO's beta")
+
+    @field_validator("feedback")
+    @classmethod
+    def _callable(cls, v: str | None) -> str | None:
+        if v is not None and ":" not in v:
+            raise ValueError(f"must look like 'package.module:function', got {v!r}")
+        return v
+
+
+EVOLVE_DEFAULTS = {"inference": {"rounds": 2, "samples": 4, "keep_best": True}, "filter": "none"}
+
+
 def _paper_policy_training() -> Training:
     return Training(learning_rate=5e-7, lr_scheduler="linear")
 
 
 class PipelineSpec(Model):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-    recipe: Literal["seft"] = "seft"
+    recipe: Literal["seft", "self", "evolve"] = "seft"
     seed: int = Field(0, ge=0)
     store: StoreConfig = StoreConfig()
     bootstrap: Bootstrap | None = None
@@ -277,6 +327,7 @@ class PipelineSpec(Model):
     revision: Sampling = Sampling(temperature=0.0)
     evaluation: Evaluation = Evaluation()
     baselines: Baselines | None = Field(None, description="train and evaluate the paper's baselines too")
+    self_evolution: SelfEvolution | None = Field(None, description="recipe self | evolve: its settings")
     services: Services = Services()
     cluster: Cluster = Cluster()
 
@@ -284,6 +335,18 @@ class PipelineSpec(Model):
     @classmethod
     def _store_uri(cls, v: Any) -> Any:
         return {"uri": v} if isinstance(v, str) else v  # `store: s3://...` is short for `store: {uri: ...}`
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe_defaults(cls, data: Any) -> Any:
+        """self and evolve always have a self_evolution section; evolve's unset fields take
+        EVOLVE_DEFAULTS."""
+        if isinstance(data, dict) and data.get("recipe") in ("self", "evolve"):
+            given = data.get("self_evolution") or {}
+            if isinstance(given, dict):
+                defaults = EVOLVE_DEFAULTS if data["recipe"] == "evolve" else {}
+                data = {**data, "self_evolution": {**defaults, **given}}
+        return data
 
     @model_validator(mode="after")
     def _inputs_present(self) -> "PipelineSpec":
@@ -294,7 +357,8 @@ class PipelineSpec(Model):
                 raise ValueError(f"bootstrap makes the data and models; remove {', '.join(given)}")
         else:
             missing = [f"data.{k}" for k in ("preference", "prompts") if not getattr(self.data, k)]
-            missing += [f"models.{k}" for k, v in self.models.model_dump().items() if not v]
+            needed = ("policy",) if self.recipe in ("self", "evolve") else ("policy", "reviser_base", "generator")
+            missing += [f"models.{k}" for k in needed if not getattr(self.models, k)]
             if missing:
                 raise ValueError(f"without bootstrap the spec needs {', '.join(missing)}")
         names = [c.name for c in self.critics]
@@ -302,7 +366,25 @@ class PipelineSpec(Model):
             raise ValueError(f"critic names must be unique, got {names}")
         if self.labelling.critic is not None and self.labelling.critic not in names:
             raise ValueError(f"labelling.critic {self.labelling.critic!r} is not one of {names}")
+        evo = self.self_evolution
+        if evo is not None:
+            if self.recipe == "seft":
+                raise ValueError("self_evolution is for recipe self or evolve; this spec's recipe is seft")
+            if evo.critic is not None and evo.critic not in names:
+                raise ValueError(f"self_evolution.critic {evo.critic!r} is not one of {names}")
+            if self.recipe == "self" and evo.feedback is None and evo.corpus is None:
+                raise ValueError("recipe self learns from feedback: set self_evolution.feedback (a teacher) "
+                                 "or self_evolution.corpus (a meta-skill corpus with feedback)")
+            if evo.method == "dpo" and evo.dpo is None:
+                raise ValueError("self_evolution.method dpo needs self_evolution.dpo (its training)")
+            if self.baselines is not None:
+                raise ValueError(f"baselines are SEFT's; recipe {self.recipe} has none")
         return self
+
+    @property
+    def refinement_critic(self) -> Critic:
+        name = (self.self_evolution and self.self_evolution.critic) or self.critics[0].name
+        return next(c for c in self.critics if c.name == name)
 
     @property
     def labelling_critic(self) -> Critic:

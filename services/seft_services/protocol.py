@@ -16,6 +16,10 @@ class InvalidArgument(ValueError):
     pass
 
 
+class FailedPrecondition(Exception):
+    """A valid request this server is not set up to answer."""
+
+
 @dataclass(frozen=True)
 class Undecodable:
     """A request whose bytes did not parse (e.g. invalid UTF-8 in a string field): the servicer
@@ -41,6 +45,8 @@ def decoder(parse):
 class Limits:
     max_batch: int = 256
     max_new_tokens: int = 4096
+    max_refine_rounds: int = 8
+    max_samples: int = 16
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,27 @@ def sampling(params, limits: Limits) -> SamplingParams:
     if not math.isfinite(top_p) or not 0 < top_p <= 1:
         raise InvalidArgument(f"sampling.top_p: {top_p} must be within (0, 1]")
     return SamplingParams(max_new, temperature, top_p, params.seed if params.HasField("seed") else None)
+
+
+@dataclass(frozen=True)
+class RefineParams:
+    rounds: int = 0
+    samples: int = 1
+    keep_best: bool = False
+
+
+def refine(params, limits: Limits, has_critic: bool) -> RefineParams:
+    """The generator's self-refinement options. A critic-less server cannot pick the best of
+    several samples or keep the best step: that is FAILED_PRECONDITION, not a bad request."""
+    out = RefineParams(params.rounds, max(1, params.samples), params.keep_best)
+    if out.rounds > limits.max_refine_rounds:
+        raise InvalidArgument(f"refine.rounds: {out.rounds} is outside 0..{limits.max_refine_rounds}")
+    if out.samples > limits.max_samples:
+        raise InvalidArgument(f"refine.samples: {out.samples} is outside 1..{limits.max_samples}")
+    if not has_critic and (out.samples > 1 or out.keep_best):
+        raise FailedPrecondition("refine.samples > 1 and refine.keep_best need a critic: start the generator "
+                                 "with one (seft serve generator --critic ...)")
+    return out
 
 
 def label_rule(rule, present: bool) -> Rule:

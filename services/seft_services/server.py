@@ -108,7 +108,9 @@ class Server:
             if batch_wait_ms > 0 and not getattr(backend, "batches_itself", False):
                 observe = self.metrics.backend_batch.labels(kind).observe
                 backend = Batched(backend, limits.max_batch, batch_wait_ms / 1000, on_batch=observe)
-            register(servicer_cls(backend, limits, self.metrics), _SafeDecoding(self.grpc))
+            # a generator beside a critic refines with it (self-refinement's samples and keep_best)
+            extra = {"critic": backends["critic"]} if kind == "generator" and "critic" in backends else {}
+            register(servicer_cls(backend, limits, self.metrics, **extra), _SafeDecoding(self.grpc))
             names.append(name)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection(

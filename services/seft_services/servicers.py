@@ -24,7 +24,8 @@ from seft.v1 import (common_pb2, critic_pb2, critic_pb2_grpc, generator_pb2, gen
                      labeller_pb2, labeller_pb2_grpc, reviser_pb2, reviser_pb2_grpc)
 from seft_services import protocol
 from seft_services.metrics import Metrics
-from seft_services.protocol import InvalidArgument, Limits, Undecodable
+from seft_services.protocol import FailedPrecondition, InvalidArgument, Limits, Undecodable
+from seft_services.refining import refine
 
 log = logging.getLogger("seft.services")
 
@@ -58,6 +59,9 @@ def rpc(method):
             code = "INVALID_ARGUMENT"
             log.info("invalid request id=%s method=%s reason=%s", request.request_id, name, exc)
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except FailedPrecondition as exc:
+            code = "FAILED_PRECONDITION"
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         except Exception as exc:  # noqa: BLE001 - any backend failure becomes a status
             code = _final_code(context)
             if code == "OK":
@@ -137,18 +141,30 @@ def _stopper(context, n: int) -> Callable[[], list[bool]]:
 
 
 class GeneratorServicer(_Servicer, generator_pb2_grpc.GeneratorServicer):
+    """critic: the backend that scores answers for self-refinement's samples and keep_best."""
+
+    def __init__(self, backend, limits: Limits, metrics: Metrics, critic=None):
+        super().__init__(backend, limits, metrics)
+        self.critic = critic
+
     def _plan(self, request) -> Plan:
         prompts = [protocol.conversation(p.messages, f"prompts[{i}].messages") for i, p in enumerate(request.prompts)]
         params = protocol.sampling(request.sampling, self.limits)
+        opts = protocol.refine(request.refine, self.limits, self.critic is not None)
+        refining = opts.rounds > 0 or opts.samples > 1
 
         def run(chunk, stop):
-            outs = self.backend.generate(chunk, params, stop=stop)
+            outs = (refine(self.backend, self.critic, chunk, params, opts, stop) if refining
+                    else self.backend.generate(chunk, params, stop=stop))
             self.metrics.tokens.labels("Generate").inc(sum(o.completion_tokens for o in outs))
             return outs
 
         def respond(offset, outs):
             return generator_pb2.GenerateResponse(request_id=request.request_id, offset=offset, generations=[
-                generator_pb2.Generation(text=o.text, usage=_usage(o.prompt_tokens, o.completion_tokens))
+                generator_pb2.Generation(text=o.text, usage=_usage(o.prompt_tokens, o.completion_tokens),
+                                         steps=[generator_pb2.RefinementStep(
+                                             text=s.text, feedback=s.feedback, reward=s.reward, kept=s.kept)
+                                             for s in getattr(o, "steps", ())])
                 for o in outs])
         return Plan("prompts", prompts, run, respond)
 

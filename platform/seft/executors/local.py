@@ -70,7 +70,8 @@ def serve_argv(svc: ServiceSpec, model: str | None, port_file: Path, max_batch: 
         args.append("--no-labels")
     if svc.critic is not None:
         args += ["--critic", svc.critic.backend]
-        args += ["--callable", svc.critic.callable] if svc.critic.callable else ["--model", svc.critic.model]
+        model_flag = "--critic-model" if svc.kind == "generator" else "--model"
+        args += ["--callable", svc.critic.callable] if svc.critic.callable else [model_flag, svc.critic.model]
     return args
 
 

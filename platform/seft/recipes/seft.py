@@ -4,7 +4,7 @@ after an optional bootstrap that makes a demo task and models, and with the pape
 
 from __future__ import annotations
 
-from seft.stages import Stage
+from seft.stages import Stage, from_module
 from seft.stages import (adapt, baseline_policies, baseline_revisers, bootstrap, evaluate, external, internal, label,
                          prepare, warmup)
 
@@ -17,5 +17,4 @@ def modules(spec) -> list:
 
 
 def stages(spec) -> list[Stage]:
-    return [Stage(mod.NAME, mod.inputs(spec), mod.params, mod.run, mod.services(spec), mod.trainings(spec))
-            for mod in modules(spec)]
+    return [from_module(mod, spec) for mod in modules(spec)]

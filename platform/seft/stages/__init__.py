@@ -74,3 +74,8 @@ def model_ref(spec: "PipelineSpec", role: str) -> Ref:
     if spec.bootstrap is not None:
         return Ref("bootstrap", {"reviser_base": "generator"}.get(role, role))
     return Ref(None, getattr(spec.models, role))
+
+
+def from_module(mod, spec: "PipelineSpec") -> Stage:
+    """The Stage of a stage module (NAME, inputs, params, run, services, trainings) for a spec."""
+    return Stage(mod.NAME, mod.inputs(spec), mod.params, mod.run, mod.services(spec), mod.trainings(spec))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 
+from seft import refinement
 from seft.records import PreferenceRecord, PromptRecord, SFTExample, write_jsonl
 from seft.stages import Ref, TrainSpec
 from seft.tasks import sorting
@@ -31,8 +32,14 @@ def trainings(spec) -> dict[str, TrainSpec]:
             "generator": TrainSpec(base, "sft_generator.jsonl", cfg.generator_training)}
 
 
+def refines(spec) -> bool:
+    """SELF and EVOLVE's models refine their own answers: the tokenizer needs those words too."""
+    return spec.recipe in ("self", "evolve")
+
+
 def params(spec) -> dict:
-    return {"bootstrap": spec.bootstrap.model_dump(), "seed": spec.seed}
+    out = {"bootstrap": spec.bootstrap.model_dump(), "seed": spec.seed}
+    return {**out, "refinement_words": True} if refines(spec) else out
 
 
 def _sft(rng: random.Random, n: int, ranks: list[int]) -> list[SFTExample]:
@@ -60,7 +67,8 @@ def run(ctx) -> dict:
     write_jsonl(out / "sft_policy.jsonl", _sft(rng, cfg.preference_prompts, cfg.policy_ranks))
     write_jsonl(out / "sft_generator.jsonl", _sft(rng, cfg.preference_prompts, cfg.generator_ranks))
 
-    tokenizer = build_tokenizer(sorting.corpus_words())
+    words = sorting.corpus_words() + (refinement.format_words() + sorting.FEEDBACK_WORDS if refines(ctx.spec) else [])
+    tokenizer = build_tokenizer(words)
     build_model(tokenizer, cfg.model, ctx.spec.seed, out / "base")
     ctx.train()
     return {"preference": len(preference), "prompts": len(prompts), "vocab": len(tokenizer)}

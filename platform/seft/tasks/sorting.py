@@ -53,6 +53,19 @@ def score(prompt: list[dict], response: str) -> float:
     return right / max(len(answer), len(tokens), 1)
 
 
+def feedback(prompt: list[dict], response: str) -> str:
+    """A teacher's natural-language feedback (for SELF's meta-skill corpus): "correct", or which
+    positions (from 1) are wrong and whether the answer is too short or too long."""
+    answer, tokens = [str(n) for n in sorted(_numbers(prompt))], response.split()
+    wrong = [str(i + 1) for i, (a, t) in enumerate(zip(answer, tokens)) if a != t]
+    parts = (["wrong at", *wrong] if wrong else []) + (
+        ["too short"] if len(tokens) < len(answer) else ["too long"] if len(tokens) > len(answer) else [])
+    return " ".join(parts) or "correct"
+
+
+FEEDBACK_WORDS = ["correct", "wrong", "at", "too", "short", "long"]
+
+
 def corpus_words() -> list[str]:
     """Every word the task's prompts and responses can use (for a word-level tokenizer)."""
     return [str(n) for n in range(MAX_VALUE + 1)] + INSTRUCTION.split()

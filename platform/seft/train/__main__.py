@@ -162,18 +162,25 @@ def main(argv: list[str] | None = None) -> int:
         train(load_job(sys.argv[1:] if argv is None else argv))
     except SeftError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        _leave_process_group(wait_for_all=False)
         return 1
-    finally:
-        _leave_process_group()
-    return 0
+    _leave_process_group(wait_for_all=True)
+    # The model and summary are written. Skip the interpreter's teardown: the process group's C++
+    # threads can abort a rank there ("terminate called without an active exception", seen in CI
+    # once with plain DDP and once with ORPO), which would fail a training that succeeded.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
-def _leave_process_group() -> None:
-    """Every rank leaves together: a rank that exits with the group's threads still running can
-    abort ("terminate called without an active exception") after a successful training."""
+def _leave_process_group(wait_for_all: bool) -> None:
+    """After a success every rank waits for the others (rank 0 is still saving when the rest
+    finish), then all leave the group together."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        if wait_for_all:
+            dist.barrier()
         dist.destroy_process_group()
 
 

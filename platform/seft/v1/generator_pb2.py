@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from seft.v1 import common_pb2 as seft_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17seft/v1/generator.proto\x12\x07seft.v1\x1a\x14seft/v1/common.proto\"0\n\x06Prompt\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.seft.v1.ChatMessage\"r\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12 \n\x07prompts\x18\x02 \x03(\x0b\x32\x0f.seft.v1.Prompt\x12)\n\x08sampling\x18\x03 \x01(\x0b\x32\x17.seft.v1.SamplingParams\"9\n\nGeneration\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x1d\n\x05usage\x18\x02 \x01(\x0b\x32\x0e.seft.v1.Usage\"`\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12(\n\x0bgenerations\x18\x02 \x03(\x0b\x32\x13.seft.v1.Generation\x12\x0e\n\x06offset\x18\x03 \x01(\r2\x95\x01\n\tGenerator\x12?\n\x08Generate\x12\x18.seft.v1.GenerateRequest\x1a\x19.seft.v1.GenerateResponse\x12G\n\x0eGenerateStream\x12\x18.seft.v1.GenerateRequest\x1a\x19.seft.v1.GenerateResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17seft/v1/generator.proto\x12\x07seft.v1\x1a\x14seft/v1/common.proto\"0\n\x06Prompt\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.seft.v1.ChatMessage\"B\n\x0cRefineParams\x12\x0e\n\x06rounds\x18\x01 \x01(\r\x12\x0f\n\x07samples\x18\x02 \x01(\r\x12\x11\n\tkeep_best\x18\x03 \x01(\x08\"\x99\x01\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12 \n\x07prompts\x18\x02 \x03(\x0b\x32\x0f.seft.v1.Prompt\x12)\n\x08sampling\x18\x03 \x01(\x0b\x32\x17.seft.v1.SamplingParams\x12%\n\x06refine\x18\x04 \x01(\x0b\x32\x15.seft.v1.RefineParams\"p\n\x0eRefinementStep\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x06reward\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x0c\n\x04kept\x18\x04 \x01(\x08\x42\x0b\n\t_feedbackB\t\n\x07_reward\"a\n\nGeneration\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x1d\n\x05usage\x18\x02 \x01(\x0b\x32\x0e.seft.v1.Usage\x12&\n\x05steps\x18\x03 \x03(\x0b\x32\x17.seft.v1.RefinementStep\"`\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12(\n\x0bgenerations\x18\x02 \x03(\x0b\x32\x13.seft.v1.Generation\x12\x0e\n\x06offset\x18\x03 \x01(\r2\x95\x01\n\tGenerator\x12?\n\x08Generate\x12\x18.seft.v1.GenerateRequest\x1a\x19.seft.v1.GenerateResponse\x12G\n\x0eGenerateStream\x12\x18.seft.v1.GenerateRequest\x1a\x19.seft.v1.GenerateResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +34,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PROMPT']._serialized_start=58
   _globals['_PROMPT']._serialized_end=106
-  _globals['_GENERATEREQUEST']._serialized_start=108
-  _globals['_GENERATEREQUEST']._serialized_end=222
-  _globals['_GENERATION']._serialized_start=224
-  _globals['_GENERATION']._serialized_end=281
-  _globals['_GENERATERESPONSE']._serialized_start=283
-  _globals['_GENERATERESPONSE']._serialized_end=379
-  _globals['_GENERATOR']._serialized_start=382
-  _globals['_GENERATOR']._serialized_end=531
+  _globals['_REFINEPARAMS']._serialized_start=108
+  _globals['_REFINEPARAMS']._serialized_end=174
+  _globals['_GENERATEREQUEST']._serialized_start=177
+  _globals['_GENERATEREQUEST']._serialized_end=330
+  _globals['_REFINEMENTSTEP']._serialized_start=332
+  _globals['_REFINEMENTSTEP']._serialized_end=444
+  _globals['_GENERATION']._serialized_start=446
+  _globals['_GENERATION']._serialized_end=543
+  _globals['_GENERATERESPONSE']._serialized_start=545
+  _globals['_GENERATERESPONSE']._serialized_end=641
+  _globals['_GENERATOR']._serialized_start=644
+  _globals['_GENERATOR']._serialized_end=793
 # @@protoc_insertion_point(module_scope)

@@ -13,23 +13,49 @@ class Prompt(_message.Message):
     messages: _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]
     def __init__(self, messages: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ...) -> None: ...
 
+class RefineParams(_message.Message):
+    __slots__ = ("rounds", "samples", "keep_best")
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    KEEP_BEST_FIELD_NUMBER: _ClassVar[int]
+    rounds: int
+    samples: int
+    keep_best: bool
+    def __init__(self, rounds: _Optional[int] = ..., samples: _Optional[int] = ..., keep_best: _Optional[bool] = ...) -> None: ...
+
 class GenerateRequest(_message.Message):
-    __slots__ = ("request_id", "prompts", "sampling")
+    __slots__ = ("request_id", "prompts", "sampling", "refine")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPTS_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    REFINE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     prompts: _containers.RepeatedCompositeFieldContainer[Prompt]
     sampling: _common_pb2.SamplingParams
-    def __init__(self, request_id: _Optional[str] = ..., prompts: _Optional[_Iterable[_Union[Prompt, _Mapping]]] = ..., sampling: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ...) -> None: ...
+    refine: RefineParams
+    def __init__(self, request_id: _Optional[str] = ..., prompts: _Optional[_Iterable[_Union[Prompt, _Mapping]]] = ..., sampling: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ..., refine: _Optional[_Union[RefineParams, _Mapping]] = ...) -> None: ...
+
+class RefinementStep(_message.Message):
+    __slots__ = ("text", "feedback", "reward", "kept")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_FIELD_NUMBER: _ClassVar[int]
+    REWARD_FIELD_NUMBER: _ClassVar[int]
+    KEPT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    feedback: str
+    reward: float
+    kept: bool
+    def __init__(self, text: _Optional[str] = ..., feedback: _Optional[str] = ..., reward: _Optional[float] = ..., kept: _Optional[bool] = ...) -> None: ...
 
 class Generation(_message.Message):
-    __slots__ = ("text", "usage")
+    __slots__ = ("text", "usage", "steps")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
     text: str
     usage: _common_pb2.Usage
-    def __init__(self, text: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ...) -> None: ...
+    steps: _containers.RepeatedCompositeFieldContainer[RefinementStep]
+    def __init__(self, text: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[RefinementStep, _Mapping]]] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("request_id", "generations", "offset")
