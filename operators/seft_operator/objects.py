@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from seft.errors import SeftError
 from seft.spec import Cluster, PipelineSpec, Resources, Training
 from seft.stages import TrainSpec, service_env
 from seft_operator import GROUP, KIND, VERSION
@@ -139,6 +140,11 @@ def service_objects(pipeline: dict, spec: PipelineSpec, svc: Service) -> list[di
                   "--served-model", "model", "--model", MODEL_DIR]
         if not svc.label_first:
             serve.append("--no-labels")
+        if critic is not None:  # served beside the generator for self-refinement (SELF, EVOLVE)
+            if critic.backend != "rule":
+                raise SeftError(f"critic {critic.name!r}: a generator's critic on a cluster is a rule critic "
+                                "for now (a reward model would need a second model in the pod)")
+            serve += ["--critic", "rule", "--callable", critic.callable]
     else:
         assert critic is not None, f"a {kind} needs a critic"
         serve += ["--critic", critic.backend]

@@ -113,6 +113,17 @@ def final(chain: list[Step]) -> Step:
     return [s for s in chain if s.kept][-1]
 
 
+def refinements(chain: list[Step]) -> list[tuple[Step, Step]]:
+    """(input, refinement) for each refinement of a chain. A refinement refines the last kept
+    answer before it: after a dropped one, the next round refined the same input again."""
+    out, current = [], chain[0]
+    for step in chain[1:]:
+        out.append((current, step))
+        if step.kept:
+            current = step
+    return out
+
+
 def keep_by_critic(chain: list[Step], min_reward: float) -> Step | None:
     """SELF's filter by a critic: the chain's best answer if it reaches min_reward."""
     top = best(chain)
@@ -123,7 +134,7 @@ def keep_by_self(chain: list[Step], accept: str) -> Step | None:
     """SELF's filter by the model's own judgement: the last answer whose next feedback (the
     model's verdict on it) is `accept`, e.g. "correct"."""
     kept = None
-    for before, after in zip(chain, chain[1:]):
+    for before, after in refinements(chain):
         if after.feedback is not None and after.feedback.strip() == accept:
             kept = before
     return kept
@@ -132,10 +143,10 @@ def keep_by_self(chain: list[Step], accept: str) -> Step | None:
 def refinement_pairs(prompt: list[dict], chain: list[Step]) -> list[dict]:
     """EVOLVE's preference pairs from a chain (TRL's conversational {prompt, chosen, rejected}),
     one per refinement the critic scored differently from its input, on the prompt that asked for
-    it: a refinement that scored higher is chosen over leaving the input unchanged; one that
+    it (see refinements()): a refinement that scored higher is chosen over leaving the input unchanged; one that
     scored lower is rejected in favour of the unchanged input. Without rewards, no pairs."""
     pairs = []
-    for before, after in zip(chain, chain[1:]):
+    for before, after in refinements(chain):
         if before.reward is None or after.reward is None or before.reward == after.reward:
             continue
         refined = [{"role": "assistant", "content": refine_completion(after.feedback, after.text)}]
@@ -170,7 +181,7 @@ def round_examples(prompt: list[dict], chain: list[Step], kept: Step | None, rec
     """A round's SFT examples from one chain: the kept answer as a direct answer (reconstruct),
     and each refinement the critic scored above its input, as a refinement of that input."""
     out = [sft_example(prompt, kept.text)] if reconstruct and kept is not None else []
-    for before, after in zip(chain, chain[1:]):
+    for before, after in refinements(chain):
         if before.reward is not None and after.reward is not None and after.reward > before.reward:
             out.append(sft_example(refine_prompt(prompt, before.text), refine_completion(after.feedback, after.text)))
     return out

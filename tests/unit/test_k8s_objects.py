@@ -166,6 +166,8 @@ def test_every_object_built_for_a_sample_validates(path):
                 assert c["securityContext"]["allowPrivilegeEscalation"] is False
                 assert not any("SECRET" in str(e.get("value", "")) for e in c.get("env", []))
     spec = parse_spec({"name": sample["metadata"]["name"], **sample["spec"]})
+    if spec.recipe != "seft":  # test_self_and_evolve_plan_valid_objects_whose_generators_serve_their_critic
+        return
     [job] = [o for o in built if o["kind"] == "PyTorchJob" and o["metadata"]["name"].endswith("-warmup-reviser-1")]
     assert job["spec"]["nprocPerNode"] == str(spec.reviser_training.nproc_per_node)
     assert ("Worker" in job["spec"]["pytorchReplicaSpecs"]) == (spec.cluster.training_nodes > 1)
@@ -243,3 +245,25 @@ def test_the_operator_role_is_namespaced_and_reads_no_secrets():
     granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
     assert ("", "secrets") not in granted and ("", "pods/exec") not in granted
     assert ("kubeflow.org", "pytorchjobs") in granted and ("seft.dev", "seftpipelines/status") in granted
+
+
+@pytest.mark.parametrize("recipe", ["self", "evolve"])
+def test_self_and_evolve_plan_valid_objects_whose_generators_serve_their_critic(recipe):
+    import json
+
+    sample = load(MANIFESTS / "samples" / f"quickstart-{recipe}.yaml")
+    built = built_objects(sample)
+    for obj in built:
+        check(obj)
+    name = sample["metadata"]["name"]
+    jobs = {meta_name(o) for o in built if o["kind"] == "PyTorchJob"}
+    rounds = {f"{name}-round-1-policy-1", f"{name}-round-2-policy-1"}
+    assert {f"{name}-meta-skill-policy-1"} | rounds <= jobs
+    assert (f"{name}-meta-skill-dpo-policy-1" in jobs) == (recipe == "evolve")
+    [cm] = [o for o in built if meta_name(o) == f"{name}-round-2-train"]
+    job = json.loads(cm["data"]["policy.json"])  # round 2 continues round 1's model
+    assert (job["model"], job["method"]) == (f"s3://seft/{name}/round_1/policy", "sft")
+    serve = [c["command"] for o in built if o["kind"] == "Deployment"
+             for c in o["spec"]["template"]["spec"]["containers"] if c["name"] == "seft"]
+    assert serve and all(c[c.index("--critic"):c.index("--critic") + 4] ==
+                         ["--critic", "rule", "--callable", "seft.tasks.sorting:score"] for c in serve)
