@@ -98,8 +98,8 @@ class Cluster(threading.Thread):
         res.status.patch(body={"status": status}, name=name, namespace=NS, content_type=MERGE)
 
 
-def sample(name: str, **cluster) -> dict:
-    doc = yaml.safe_load((ROOT / "manifests" / "samples" / "quickstart.yaml").read_text())
+def sample(name: str, file: str = "quickstart.yaml", **cluster) -> dict:
+    doc = yaml.safe_load((ROOT / "manifests" / "samples" / file).read_text())
     doc["metadata"] = {"name": name, "namespace": NS}
     doc["spec"]["cluster"].update(cluster)
     return doc
@@ -135,17 +135,25 @@ def plan_of(doc: dict):
     return spec, [(s, plan.services(spec, s)) for s in stages_for(spec)], plan
 
 
+def dns(stage: str) -> str:
+    """A stage's name in its children's names (seft_operator.objects.child_name)."""
+    return stage.replace("_", "-")
+
+
 def create(dyn, doc: dict) -> None:
     dyn.resources.get(api_version="seft.dev/v1alpha1", kind="SeftPipeline").create(body=doc, namespace=NS)
 
 
-def test_a_pipeline_runs_to_complete_with_children_in_order(kube, dyn):
-    doc = sample("qs-happy")
-    cluster = Cluster(dyn, "qs-happy")
+@pytest.mark.parametrize("name, file", [("qs-happy", "quickstart.yaml"), ("qs-self", "quickstart-self.yaml"),
+                                        ("qs-evolve", "quickstart-evolve.yaml")])
+def test_a_pipeline_runs_to_complete_with_children_in_order(kube, dyn, name, file):
+    """SEFT, SELF and EVOLVE: every stage's services, Job and PyTorchJobs, in order."""
+    doc = sample(name, file)
+    cluster = Cluster(dyn, name)
     cluster.start()
     with operator() as runner:
         create(dyn, copy.deepcopy(doc))
-        body = wait_for(dyn, "qs-happy", lambda s: s.get("phase") in ("Complete", "Failed"))
+        body = wait_for(dyn, name, lambda s: s.get("phase") in ("Complete", "Failed"))
     cluster.stop.set()
     assert runner.exception is None, runner.exception
     status = body["status"]
@@ -160,40 +168,40 @@ def test_a_pipeline_runs_to_complete_with_children_in_order(kube, dyn):
     for i, (stage, services) in enumerate(stages):
         st = status["stages"][stage.name]
         assert st["phase"] == "Succeeded" and st["startedAt"] and st["finishedAt"]
-        assert st["artifact"] == f"s3://seft/qs-happy/{stage.name}"
-        job = order.index(f"qs-happy-{stage.name}-1")
+        assert st["artifact"] == f"s3://seft/{name}/{stage.name}"
+        job = order.index(f"{name}-{dns(stage.name)}-1")
         for svc in services.values():  # the stage's services exist before its Job
-            assert order.index(f"qs-happy-{svc.id}") < job
+            assert order.index(f"{name}-{svc.id}") < job
         for train in stage.trainings:  # its PyTorchJobs after its Job, before the next stage's Job
-            pj = order.index(f"qs-happy-{stage.name}-{train}-1")
+            pj = order.index(f"{name}-{dns(stage.name)}-{train}-1")
             assert job < pj
             assert st["trainings"][train] == {"phase": "Succeeded", "attempt": 1,
-                                              "artifact": f"s3://seft/qs-happy/{stage.name}/{train}"}
+                                              "artifact": f"s3://seft/{name}/{stage.name}/{train}"}
             if i + 1 < len(stages):
-                assert pj < order.index(f"qs-happy-{stages[i + 1][0].name}-1")
+                assert pj < order.index(f"{name}-{dns(stages[i + 1][0].name)}-1")
     jobs = [name for kind, name in cluster.created if kind == "Job"]
-    assert jobs == [f"qs-happy-{s.name}-1" for s, _ in stages]  # one each, in order
+    assert jobs == [f"{name}-{dns(s.name)}-1" for s, _ in stages]  # one each, in order
     deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment").get(
-        namespace=NS, label_selector="seft.dev/pipeline=qs-happy").items
+        namespace=NS, label_selector=f"seft.dev/pipeline={name}").items
     assert len(deployments) == len({svc.id for _, services in stages for svc in services.values()})
     assert all(d.spec.replicas == 0 for d in deployments)  # nothing needs them any more
     [owner] = deployments[0].metadata.ownerReferences
-    assert (owner.kind, owner.name, owner.uid) == ("SeftPipeline", "qs-happy", body["metadata"]["uid"])
-    events = kube.kubectl("get", "events", "-n", NS, "--field-selector", "involvedObject.name=qs-happy",
+    assert (owner.kind, owner.name, owner.uid) == ("SeftPipeline", name, body["metadata"]["uid"])
+    events = kube.kubectl("get", "events", "-n", NS, "--field-selector", f"involvedObject.name={name}",
                           "-o", "jsonpath={.items[*].reason}").stdout.split()
     assert events.count("StageSucceeded") == len(stages) and "Complete" in events
 
     table = kube.kubectl("get", "seftpipelines", "-n", NS).stdout.splitlines()
     assert table[0].split() == ["NAME", "STAGE", "PHASE", "AGE"]
-    rows = [row.split()[:3] for row in table[1:] if row.startswith("qs-happy")]
-    assert rows == [["qs-happy", "evaluate", "Complete"]]
+    rows = [row.split()[:3] for row in table[1:] if row.startswith(name)]
+    assert rows == [[name, "evaluate", "Complete"]]
     print("\n".join(table))  # for the README
 
-    out = subprocess.run([sys.executable, "-m", "seft.cli", "status", "qs-happy", "--kube", "-n", NS],
+    out = subprocess.run([sys.executable, "-m", "seft.cli", "status", name, "--kube", "-n", NS],
                          capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
     assert out.returncode == 0, out.stderr
     assert "Complete" in out.stdout and all(s.name in out.stdout for s, _ in stages)
-    assert "s3://seft/qs-happy/evaluate" in out.stdout
+    assert f"s3://seft/{name}/evaluate" in out.stdout
 
 
 def test_a_restarted_operator_continues_without_duplicates(kube, dyn):
