@@ -291,7 +291,8 @@ class SelfEvolution(Model):
                                           "or DPO on the refinement chains' pairs (EVOLVE)")
     reconstruct: bool = Field(True, description="train direct answers on the refined ones (EVOLVE's "
                                                 "reconstructed dataset); else only the refinement skill")
-    training: Training | None = Field(None, description="meta-skill and SFT rounds; default policy_training")
+    training: Training | None = Field(None, description="the meta-skill stage's; default policy_training "
+                                      "(SFT rounds train with policy_training)")
     dpo: Training | None = Field(None, description="DPO on refined > original pairs after the meta-skill stage "
                                  "(EVOLVE's activation), and rounds with method dpo; null: no DPO stage")
     beta: float = Field(0.1, gt=0, allow_inf_nan=False, description="DPO's beta")

@@ -119,3 +119,41 @@ def test_baselines_add_their_stages_and_what_evaluate_serves():
     # The stages before the baselines plan the same as the quickstart's: a finished run is reused.
     for st in plain[:-1]:
         assert st.params(spec) == st.params(load_spec(QUICKSTART)) and stages[st.name].inputs == st.inputs
+
+
+def test_self_and_evolve_stage_lists_defaults_and_shared_bootstrap():
+    from seft.recipes import stages_for
+
+    self_spec = load_spec(ROOT / "examples" / "quickstart-self.yaml")
+    evolve = load_spec(ROOT / "examples" / "quickstart-evolve.yaml")
+    assert [s.name for s in stages_for(self_spec)] == ["bootstrap", "prepare", "meta_skill", "round_1", "round_2",
+                                                       "evaluate"]
+    stages = {s.name: s for s in stages_for(evolve)}
+    assert list(stages) == ["bootstrap", "prepare", "meta_skill", "meta_skill_dpo", "round_1", "round_2", "evaluate"]
+    assert stages["meta_skill_dpo"].trainings["policy"].method == "dpo"
+    assert stages["round_1"].services["generator"].model.stage == "meta_skill_dpo"
+    assert stages["round_2"].trainings["policy"].model.stage == "round_1"  # continues by default
+    assert stages["round_2"].services["generator"].critic.name == "sort-rule"
+    # EVOLVE's defaults where its example is silent; SELF's are the field defaults
+    assert (evolve.self_evolution.filter, evolve.self_evolution.inference.samples) == ("none", 4)
+    assert (self_spec.self_evolution.filter, self_spec.self_evolution.inference.samples) == ("critic", 1)
+    # the same bootstrap and prepare: `--set name=...` reuses them across the two recipes
+    for name in ("bootstrap", "prepare"):
+        assert stages[name].params(evolve) == next(s for s in stages_for(self_spec) if s.name == name).params(self_spec)
+    restart = load_spec(ROOT / "examples" / "quickstart-self.yaml", ["self_evolution.restart=true"])
+    round_2 = next(s for s in stages_for(restart) if s.name == "round_2")
+    assert round_2.trainings["policy"].model.stage == "bootstrap" and "round_1" in round_2.inputs
+
+
+@pytest.mark.parametrize("change, needle", [
+    (["recipe=self", "self_evolution.feedback=null"], "set self_evolution.feedback (a teacher)"),
+    (["self_evolution.method=dpo", "self_evolution.dpo=null"], "method dpo needs self_evolution.dpo"),
+    (["self_evolution.critic=nope"], "self_evolution.critic 'nope' is not one of ['sort-rule']"),
+    (["self_evolution.filter=judge"], "self_evolution.filter: Input should be 'critic', 'self' or 'none'"),
+    (["self_evolution.inference.rounds=9"], "self_evolution.inference.rounds: Input should be less than or equal"),
+    (["recipe=seft"], "self_evolution is for recipe self or evolve"),
+])
+def test_self_evolution_errors_name_the_field(change, needle):
+    with pytest.raises(SpecError) as err:
+        load_spec(ROOT / "examples" / "quickstart-evolve.yaml", change)
+    assert needle in str(err.value)

@@ -36,8 +36,8 @@ def stage(spec, k: int) -> Stage:
     inputs += ("bootstrap",) if spec.bootstrap else ()
     dpo = evo.method == "dpo"
     start = model_ref(spec, "policy") if evo.restart else Ref(last, "policy")
-    training = TrainSpec(start, "train.jsonl", evo.dpo if dpo else (evo.training or spec.policy_training),
-                         method=evo.method, beta=evo.beta)
+    training = TrainSpec(start, "train.jsonl", evo.dpo if dpo else spec.policy_training, method=evo.method,
+                         beta=evo.beta)
     generator = ServiceSpec("generator", Ref(last, "policy"), critic=spec.refinement_critic)
     return Stage(name(k), inputs, partial(params, k=k), partial(run, k=k), {"generator": generator},
                  {"policy": training})
