@@ -36,8 +36,9 @@ def refiner(tmp_path_factory):
     examples = []
     for prompt, nums in sort_prompts(48):
         examples.append((prompt, "1 2 3"))
+        refined = refinement.refine_completion("wrong at 1", "3 2 1")
         for answer in (" ".join(map(str, nums)), "1 2 3", "3 2 1"):
-            examples.append((refinement.refine_prompt(prompt, answer), refinement.refine_completion("wrong at 1", "3 2 1")))
+            examples.append((refinement.refine_prompt(prompt, answer), refined))
     return quick_sft(base, examples, tmp_path_factory.mktemp("refiner") / "model", steps=400, lr=3e-3)
 
 
