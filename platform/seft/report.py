@@ -66,16 +66,21 @@ def policy_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def policy_table(metrics: dict) -> Table:
-    header, rows = policy_rows(metrics)
-    table = Table(title="Policy on held-out prompts: mean critic reward, and win rate against the references",
-                  caption="vs reference: share of prompts where the answer scored above the reference (ties half)")
+def _table(title: str, caption: str, header: list[str], rows: list[list[str]]) -> Table:
+    """A terminal table: the first column names the row, the rest are right-aligned numbers."""
+    table = Table(title=title, caption=caption)
     table.add_column(header[0])
     for col in header[1:]:
         table.add_column(col, justify="right")
     for row in rows:
         table.add_row(*row)
     return table
+
+
+def policy_table(metrics: dict) -> Table:
+    return _table("Policy on held-out prompts: mean critic reward, and win rate against the references",
+                  "vs reference: share of prompts where the answer scored above the reference (ties half)",
+                  *policy_rows(metrics))
 
 
 def refinement_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
@@ -90,15 +95,9 @@ def refinement_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
 
 
 def refinement_table(metrics: dict) -> Table:
-    header, rows = refinement_rows(metrics)
-    table = Table(title=f"Direct and self-refined answers to the held-out prompts ({metrics['critic']})",
-                  caption="self-refined: the model refines its own greedy answer, with no critic in the loop")
-    table.add_column(header[0])
-    for col in header[1:]:
-        table.add_column(col, justify="right")
-    for row in rows:
-        table.add_row(*row)
-    return table
+    return _table(f"Direct and self-refined answers to the held-out prompts ({metrics['critic']})",
+                  "self-refined: the model refines its own greedy answer, with no critic in the loop",
+                  *refinement_rows(metrics))
 
 
 def claim_line(report: dict) -> str | None:
