@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from seft.refinement import Step, final, parse_refinement, refine_prompt
+from seft.refinement import Step, best, final, parse_refinement, refine_prompt
 from seft_services.backends import Completion
 from seft_services.protocol import RefineParams, SamplingParams
 
@@ -41,9 +41,9 @@ def refine(generator, critic, prompts: list[list[dict]], params: SamplingParams,
     answers = generate([prompts[i] for i in owners], owners)
     rewards = score([(prompts[i], a.text) for i, a in zip(owners, answers)])
     current = []
-    for i in range(n):  # the best of each prompt's samples; the first on a tie
+    for i in range(n):  # the critic's best of each prompt's samples
         drawn = [Step(answers[k].text, None, rewards[k]) for k in range(i * opts.samples, (i + 1) * opts.samples)]
-        current.append(max(drawn, key=lambda s: s.reward if s.reward is not None else 0.0))
+        current.append(best(drawn))
     chains = [[step] for step in current]
     for _ in range(opts.rounds):
         outs = generate([refine_prompt(prompts[i], current[i].text) for i in range(n)], list(range(n)))
