@@ -305,7 +305,9 @@ class SelfEvolution(Model):
         return v
 
 
-EVOLVE_DEFAULTS = {"inference": {"rounds": 2, "samples": 4, "keep_best": True}, "filter": "none"}
+# Both recipes keep only what the critic accepts: with `filter: none` EVOLVE's rounds also train on
+# wrong answers, and on the quickstart's task its second round then fell below its first.
+EVOLVE_DEFAULTS = {"inference": {"rounds": 2, "samples": 4, "keep_best": True}}
 
 
 def _paper_policy_training() -> Training:

@@ -108,6 +108,7 @@ def check_baselines(run_dir, fixed, asked: list[dict]):
         assert row in text
 
 
+@pytest.mark.xdist_group("e2e-1")  # make test runs groups e2e-1 and e2e-2 side by side
 def test_file_store_failed_stage_then_fixed_spec(tmp_path):
     cfg = {"uri": f"file://{tmp_path}/runs"}
     store, run_dir = open_store(StoreConfig(**cfg), "tiny"), tmp_path / "runs" / "tiny"
@@ -126,6 +127,7 @@ def test_file_store_failed_stage_then_fixed_spec(tmp_path):
     check_baselines(run_dir, fixed, asked)
 
 
+@pytest.mark.xdist_group("e2e-2")
 def test_s3_server_gone_during_a_stage_then_back(tmp_path, s3_server, s3_env):
     endpoint, port = s3_server
     proxy = TcpProxy(port)

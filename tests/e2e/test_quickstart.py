@@ -1,7 +1,8 @@
 """`seft run examples/quickstart.yaml` to the end with its store on a real S3 server (moto) on
 loopback: killed mid-stage and resumed, re-run with every stage skipped, and the report's
-numbers. (The file:// store runs the whole pipeline, with the paper's baselines, in
-test_failures.py.)"""
+numbers. Its trainings take half the example's steps, on half the unlabelled prompts, so the
+test takes about 4 minutes instead of 8. (The file:// store runs the whole pipeline, with the
+paper's baselines, in test_failures.py.)"""
 
 from __future__ import annotations
 
@@ -20,10 +21,13 @@ from seft.storage import open_store
 
 from conftest import ROOT, S3_SECRET, new_bucket
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-1")]  # make test runs groups e2e-1 and e2e-2 side by side
 QUICKSTART = ROOT / "examples" / "quickstart.yaml"
 EARLIER = ("bootstrap", "prepare", "warmup", "label")
 ALL = EARLIER + ("adapt", "internal", "external", "evaluate")
+HALF = ("bootstrap.unlabelled_prompts=2000", "bootstrap.policy_training.max_steps=150",
+        "bootstrap.generator_training.max_steps=300", "reviser_training.max_steps=200",
+        "policy_training.max_steps=150")
 
 
 def seft_cmd(*args) -> list[str]:
@@ -66,6 +70,7 @@ def test_quickstart_on_s3_kill_resume_skip_and_report(tmp_path, s3_server, s3_en
     run_dir = tmp_path / "runs" / "quickstart"  # the local workdir: run.json, logs, report.json
     run_args = ("run", str(QUICKSTART), "--workdir", str(tmp_path / "runs"), "--set", f"store.uri=s3://{bucket}/team",
                 "--set", f"store.endpoint={endpoint}", "--set", "store.secure=false")
+    run_args += tuple(x for kv in HALF for x in ("--set", kv))
     store = open_store(StoreConfig(uri=f"s3://{bucket}/team", endpoint=endpoint, secure=False), "quickstart")
 
     # 1. SIGKILL the run while the adapt stage is training.

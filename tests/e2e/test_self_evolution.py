@@ -1,8 +1,8 @@
 """`seft run` of examples/quickstart-self.yaml, then of quickstart-evolve.yaml under the same name
 (it reuses the bootstrap and prepare stages), both made smaller, to the end on a file:// store;
-their report.json: every model's direct and self-refined reward. With the fixed seeds SELF's last
-round's direct answers beat its first round's. EVOLVE's do not at this size (0.540 after round 2,
-0.586 after round 1), so that is printed, not asserted (README, "SELF and EVOLVE")."""
+their report.json: every model's direct and self-refined reward. With the fixed seeds each
+recipe's last round's direct answers beat its first round's (SELF 0.449 vs 0.438, EVOLVE 0.535 vs
+0.509)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import yaml
 
 from conftest import ROOT
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-2")]  # make test runs groups e2e-1 and e2e-2 side by side
 NAME = "self-evolution"
 PROMPTS = 300
 
@@ -43,7 +43,7 @@ def seft_run(tmp_path, spec):
     return out
 
 
-def check_report(run_dir, recipe: str, stages: list[str], claim: bool) -> dict:
+def check_report(run_dir, recipe: str, stages: list[str]) -> dict:
     report = json.loads((run_dir / "report.json").read_text())
     assert report["recipe"] == recipe and set(stages) <= set(report["stages"])
     assert all(report["stages"][s]["state"] == "done" for s in stages)
@@ -53,8 +53,8 @@ def check_report(run_dir, recipe: str, stages: list[str], claim: bool) -> dict:
     for m in refinement.values():
         assert 0 <= m["direct"] <= 1 and 0 <= m["refined"] <= 1 and m["improved"] + m["worsened"] <= 1
     assert refinement["meta_skill"]["direct"] > refinement["initial"]["direct"]  # it learnt from the corpus
-    if claim:  # with fixed seeds, the last round's direct answers beat the first round's
-        assert refinement["round_2"]["direct"] > refinement["round_1"]["direct"], refinement
+    # with fixed seeds, the last round's direct answers beat the first round's
+    assert refinement["round_2"]["direct"] > refinement["round_1"]["direct"], refinement
     headline = report["summaries"]["evaluate"]["headline"]
     assert headline["last_round_gain_direct"] == pytest.approx(
         refinement["round_2"]["direct"] - refinement["round_1"]["direct"])
@@ -67,12 +67,12 @@ def check_report(run_dir, recipe: str, stages: list[str], claim: bool) -> dict:
     return report
 
 
-def test_self_then_evolve_run_to_the_end_and_self_s_last_round_beats_its_first(tmp_path):
+def test_self_then_evolve_run_to_the_end_and_their_last_rounds_beat_their_first(tmp_path):
     run_dir = tmp_path / "runs" / NAME
     out = seft_run(tmp_path, small(tmp_path, "self"))
     assert "Direct and self-refined answers" in out.stdout
     common = ["bootstrap", "prepare", "meta_skill"]
-    report = check_report(run_dir, "self", common + ["round_1", "round_2", "evaluate"], claim=True)
+    report = check_report(run_dir, "self", common + ["round_1", "round_2", "evaluate"])
     corpus = [json.loads(line) for line in (run_dir / "meta_skill" / "corpus.jsonl").open()]
     assert corpus and all(r["feedback"] for r in corpus)  # SELF's corpus has the teacher's feedback
     chains = [json.loads(line) for line in (run_dir / "round_1" / "chains.jsonl").open()]
@@ -82,7 +82,7 @@ def test_self_then_evolve_run_to_the_end_and_self_s_last_round_beats_its_first(t
 
     out = seft_run(tmp_path, small(tmp_path, "evolve"))
     assert "bootstrap: up to date, skipped" in out.stdout and "prepare: up to date, skipped" in out.stdout
-    report = check_report(run_dir, "evolve", common + ["meta_skill_dpo", "round_1", "round_2", "evaluate"], claim=False)
+    report = check_report(run_dir, "evolve", common + ["meta_skill_dpo", "round_1", "round_2", "evaluate"])
     chains = [json.loads(line) for line in (run_dir / "round_1" / "chains.jsonl").open()]
     assert all(len(c["steps"]) == 3 and c["steps"][1]["feedback"] is None for c in chains)  # no feedback
     print(json.dumps(report["metrics"]["refinement"], indent=1))

@@ -135,8 +135,8 @@ def test_self_and_evolve_stage_lists_defaults_and_shared_bootstrap():
     assert stages["round_2"].trainings["policy"].model.stage == "round_1"  # continues by default
     assert stages["round_2"].services["generator"].critic.name == "sort-rule"
     # EVOLVE's defaults where its example is silent; SELF's are the field defaults
-    assert (evolve.self_evolution.filter, evolve.self_evolution.inference.samples) == ("none", 4)
-    assert (self_spec.self_evolution.filter, self_spec.self_evolution.inference.samples) == ("critic", 1)
+    assert (evolve.self_evolution.inference.samples, evolve.self_evolution.inference.rounds) == (4, 2)
+    assert (self_spec.self_evolution.inference.samples, self_spec.self_evolution.inference.rounds) == (1, 1)
     # the same bootstrap and prepare: `--set name=...` reuses them across the two recipes
     for name in ("bootstrap", "prepare"):
         assert stages[name].params(evolve) == next(s for s in stages_for(self_spec) if s.name == name).params(self_spec)
