@@ -1,7 +1,7 @@
 """`seft run examples/quickstart.yaml` to the end with its store on a real S3 server (moto) on
 loopback: killed mid-stage and resumed, re-run with every stage skipped, and the report's
 numbers. Its trainings take half the example's steps, on half the unlabelled prompts, so the
-test takes about 4 minutes instead of 8. (The file:// store runs the whole pipeline, with the
+test takes about 5 minutes instead of 8. (The file:// store runs the whole pipeline, with the
 paper's baselines, in test_failures.py.)"""
 
 from __future__ import annotations
