@@ -10,10 +10,10 @@ TORCH_INDEX ?=
 # cached in ~/.cache/seft-kube) when missing, in the background while the other tests run.
 # SEFT_BUILD_KUBE=0 skips those tests instead.
 export SEFT_BUILD_KUBE ?= 1
-# The e2e pipelines each keep about one core busy: they run two at a time, in the two groups
-# their xdist_group marks balance by hand (e2e-1: quickstart, file:// failures; e2e-2: SELF/EVOLVE,
-# s3:// failures).
-E2E_WORKERS ?= 2
+# Each tier runs on TEST_WORKERS pytest-xdist workers (one core each). The e2e pipelines run in
+# the two groups their xdist_group marks balance by hand (e2e-1: quickstart, SELF/EVOLVE; e2e-2:
+# the two failure tests, the baselines' claim).
+TEST_WORKERS ?= 2
 
 .PHONY: setup quickstart test protos
 setup: $(VENV)/.installed
@@ -30,7 +30,8 @@ quickstart: setup
 
 test: setup
 	@if [ "$$SEFT_BUILD_KUBE" = 1 ]; then bash scripts/build_kube_apiserver.sh > .kube-build.log 2>&1 & fi; \
-	$(VENV)/bin/pytest -m "not e2e" && $(VENV)/bin/pytest -m e2e -n $(E2E_WORKERS) --dist loadgroup
+	$(VENV)/bin/pytest -m "not e2e" -n $(TEST_WORKERS) --dist loadgroup && \
+	$(VENV)/bin/pytest -m e2e -n $(TEST_WORKERS) --dist loadgroup
 
 protos: setup
 	$(PY) scripts/gen_protos.py

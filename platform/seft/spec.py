@@ -64,11 +64,12 @@ class TinyModel(Model):
 
 
 class Bootstrap(Model):
-    """Makes the quickstart's inputs: a sorting task with graded rewards, a tokenizer, a tiny
-    Llama, a weak initial policy (SFT on worse responses) and a stronger external generator
-    (SFT on better responses) that is also the reviser's base model."""
+    """Makes the quickstart's inputs: a task with graded rewards, a tokenizer, a tiny Llama, a
+    weak initial policy (SFT on worse responses) and a stronger external generator (SFT on better
+    responses) that is also the reviser's base model."""
 
-    task: Literal["sort"] = "sort"
+    task: Literal["sort", "spell"] = Field("sort", description="sort: sort a list of numbers (seft.tasks.sorting); "
+                                           "spell: fix a sentence's spelling (seft.tasks.spelling)")
     preference_prompts: int = Field(5000, ge=20)
     unlabelled_prompts: int = Field(4000, ge=1)
     model: TinyModel = TinyModel()

@@ -27,7 +27,7 @@ from conftest import ROOT, S3_SECRET, new_bucket
 from faults import TcpProxy
 from judge_server import judge_server
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-2")]  # make test runs groups e2e-1 and e2e-2 side by side
 SCORE = "seft.tasks.sorting:score"
 
 
@@ -108,7 +108,6 @@ def check_baselines(run_dir, fixed, asked: list[dict]):
         assert row in text
 
 
-@pytest.mark.xdist_group("e2e-1")  # make test runs groups e2e-1 and e2e-2 side by side
 def test_file_store_failed_stage_then_fixed_spec(tmp_path):
     cfg = {"uri": f"file://{tmp_path}/runs"}
     store, run_dir = open_store(StoreConfig(**cfg), "tiny"), tmp_path / "runs" / "tiny"
@@ -127,7 +126,6 @@ def test_file_store_failed_stage_then_fixed_spec(tmp_path):
     check_baselines(run_dir, fixed, asked)
 
 
-@pytest.mark.xdist_group("e2e-2")
 def test_s3_server_gone_during_a_stage_then_back(tmp_path, s3_server, s3_env):
     endpoint, port = s3_server
     proxy = TcpProxy(port)

@@ -15,7 +15,7 @@ import yaml
 
 from conftest import ROOT
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-2")]  # make test runs groups e2e-1 and e2e-2 side by side
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-1")]  # make test runs groups e2e-1 and e2e-2 side by side
 NAME = "self-evolution"
 PROMPTS = 300
 

@@ -20,7 +20,8 @@ import yaml
 from kube import KubeAPI, find_or_build_apiserver
 
 pytestmark = [pytest.mark.integration,  # the test API server's certificate is self-signed
-              pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
+              pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
+              pytest.mark.xdist_group("kube")]  # under xdist, one worker starts the one API server
 ROOT = Path(__file__).resolve().parents[2]
 PYTORCHJOB_CRD = ROOT.parent / "shared" / "reference" / "kubeflow-training-v1.9" / "kubeflow.org_pytorchjobs.yaml"
 NS = "seft"
@@ -39,8 +40,16 @@ def kube(tmp_path_factory):
     try:
         api.kubectl("apply", "-f", str(ROOT / "manifests" / "base" / "crd.yaml"))
         api.kubectl("create", "--validate=false", "-f", str(PYTORCHJOB_CRD))  # too large for client-side apply
-        api.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/seftpipelines.seft.dev", "crd/pytorchjobs.kubeflow.org")
+        deadline = time.monotonic() + 60
+        while True:  # kubectl wait fails outright while a new CRD has no status.conditions yet
+            try:
+                api.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                            "crd/seftpipelines.seft.dev", "crd/pytorchjobs.kubeflow.org")
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         api.kubectl("create", "namespace", NS)
         yield api
     finally:

@@ -27,10 +27,10 @@ PERMUTATION = [{"role": "user", "content": "Sort ascending : 3 1 2"}]  # "1 2 3"
 def refiner(tmp_path_factory):
     from seft import refinement
     from seft.spec import TinyModel
-    from seft.tasks import sorting
+    from seft.tasks import FEEDBACK_WORDS, sorting
     from seft.tinymodel import build_model, build_tokenizer, quick_sft
 
-    words = sorting.corpus_words() + refinement.format_words() + sorting.FEEDBACK_WORDS
+    words = sorting.corpus_words() + refinement.format_words() + FEEDBACK_WORDS
     base = build_model(build_tokenizer(words), TinyModel(hidden_size=64, intermediate_size=128), 0,
                        tmp_path_factory.mktemp("refiner-base") / "model")
     examples = []

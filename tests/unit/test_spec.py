@@ -56,6 +56,7 @@ def test_unknown_key_names_field_and_value():
     (lambda d: d.update(baselines={"revisers": ["aligner", "rlhf"]}), r"baselines.revisers.1: .*'rlhf'"),
     (lambda d: d.update(baselines={"policies": ["dpo", "dpo"]}), r"baselines.policies: .*must not repeat"),
     (lambda d: d.update(baselines={"no_revise_share": 1.5}), r"baselines.no_revise_share: .*1.5"),
+    (lambda d: d["bootstrap"].update(task="add"), r"bootstrap.task: .*'sort' or 'spell' \(got 'add'\)"),
 ])
 def test_semantic_errors(mutate, needle):
     data = quickstart()

@@ -1,9 +1,11 @@
 import random
 from statistics import fmean
 
+import pytest
+
 from seft.chat import encode_example, reviser_completion, reviser_prompt
 from seft.labelling import Label
-from seft.tasks import sorting
+from seft.tasks import sorting, spelling
 
 
 def test_rule_critic_scores():
@@ -13,18 +15,33 @@ def test_rule_critic_scores():
     assert sorting.score(prompt, "1 3 5 9 9") == 0.8       # extra item: over the longer length
     assert sorting.score(prompt, "1 3 x 9") == 0.75
     assert sorting.score(prompt, "") == 0.0
+    assert sorting.score(prompt, "01 3 5 9") == 1.0        # a number is a number
 
 
-def test_reward_falls_with_rank():
+def test_spelling_critic_and_feedback():
+    prompt = spelling.prompt_messages(["berad", "water", "ucnle", "tarin", "plant", "money"])
+    assert spelling.score(prompt, "bread water uncle train plant money") == 1.0
+    assert spelling.score(prompt, "berad water uncle train plant money") == pytest.approx(5 / 6)
+    assert spelling.score(prompt, "bread water uncle train plant money money") == pytest.approx(6 / 7)
+    assert spelling.score(prompt, "") == 0.0
+    assert spelling.feedback(prompt, "bread water uncle train plant money") == "correct"
+    assert spelling.feedback(prompt, "berad water uncle tarin plant") == "wrong at 1 4 too short"
+    assert spelling.typo("bread") == "berad" and spelling.CORRECT["berad"] == "bread"
+    assert not set(spelling.TYPOS.values()) & set(spelling.WORDS)  # a typo is never a word
+
+
+@pytest.mark.parametrize("task", [sorting, spelling])
+def test_reward_falls_with_rank(task):
     rng = random.Random(0)
     by_rank = {k: [] for k in range(7)}
     for _ in range(1500):
-        nums = sorting.make_prompt(rng)
-        for r in sorting.ranked_responses(nums, rng):
-            by_rank[r["rank"]].append(sorting.score(sorting.prompt_messages(nums), r["content"]))
+        prompt = task.make_prompt(rng)
+        for r in task.ranked_responses(prompt, rng):
+            by_rank[r["rank"]].append(task.score(task.prompt_messages(prompt), r["content"]))
     means = [fmean(by_rank[k]) for k in range(7)]
     assert means[0] == 1.0
     assert all(a > b for a, b in zip(means, means[1:]))
+    assert set(" ".join(r["content"] for r in task.ranked_responses(prompt, rng)).split()) <= set(task.corpus_words())
 
 
 def test_label_first_completion():

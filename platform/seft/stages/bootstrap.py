@@ -1,7 +1,7 @@
 """bootstrap: make the quickstart's inputs from nothing (no downloads).
 
-A sorting task with graded rewards (preference prompts with 7 ranked responses, unlabelled
-prompts), a word-level tokenizer, a tiny Llama, and two SFT models trained in parallel on a
+A task with graded rewards (`task`: sort or spell; preference prompts with 7 ranked
+responses, unlabelled prompts), a word-level tokenizer, a tiny Llama, and two SFT models trained in parallel on a
 separate pool of prompts: the weak initial policy (worse ranks) and the stronger external
 generator (better ranks), which is also the reviser's base model."""
 
@@ -12,10 +12,11 @@ import random
 from seft import refinement
 from seft.records import PreferenceRecord, PromptRecord, SFTExample, write_jsonl
 from seft.stages import Ref, TrainSpec
-from seft.tasks import sorting
+from seft.tasks import FEEDBACK_WORDS, sorting, spelling
 from seft.tinymodel import build_model, build_tokenizer
 
 NAME = "bootstrap"
+TASKS = {"sort": sorting, "spell": spelling}
 
 
 def inputs(spec) -> tuple[str, ...]:
@@ -42,32 +43,32 @@ def params(spec) -> dict:
     return {**out, "refinement_words": True} if refines(spec) else out
 
 
-def _sft(rng: random.Random, n: int, ranks: list[int]) -> list[SFTExample]:
+def _sft(task, rng: random.Random, n: int, ranks: list[int]) -> list[SFTExample]:
     out = []
     for _ in range(n):
-        numbers = sorting.make_prompt(rng)
-        response = sorting.ranked_responses(numbers, rng)[rng.choice(ranks)]["content"]
-        out.append(SFTExample(prompt=sorting.prompt_messages(numbers),
+        prompt = task.make_prompt(rng)
+        response = task.ranked_responses(prompt, rng)[rng.choice(ranks)]["content"]
+        out.append(SFTExample(prompt=task.prompt_messages(prompt),
                               completion=[{"role": "assistant", "content": response}]))
     return out
 
 
 def run(ctx) -> dict:
     cfg, out = ctx.spec.bootstrap, ctx.out
-    rng = random.Random(ctx.spec.seed)
+    task, rng = TASKS[cfg.task], random.Random(ctx.spec.seed)
     preference = []
     for i in range(cfg.preference_prompts):
-        numbers = sorting.make_prompt(rng)
-        preference.append(PreferenceRecord(id=f"pref-{i}", prompt=sorting.prompt_messages(numbers),
-                                           responses=sorting.ranked_responses(numbers, rng)))
-    prompts = [PromptRecord(id=f"prompt-{i}", prompt=sorting.prompt_messages(sorting.make_prompt(rng)))
+        prompt = task.make_prompt(rng)
+        preference.append(PreferenceRecord(id=f"pref-{i}", prompt=task.prompt_messages(prompt),
+                                           responses=task.ranked_responses(prompt, rng)))
+    prompts = [PromptRecord(id=f"prompt-{i}", prompt=task.prompt_messages(task.make_prompt(rng)))
                for i in range(cfg.unlabelled_prompts)]
     write_jsonl(out / "preference.jsonl", preference)
     write_jsonl(out / "prompts.jsonl", prompts)
-    write_jsonl(out / "sft_policy.jsonl", _sft(rng, cfg.preference_prompts, cfg.policy_ranks))
-    write_jsonl(out / "sft_generator.jsonl", _sft(rng, cfg.preference_prompts, cfg.generator_ranks))
+    write_jsonl(out / "sft_policy.jsonl", _sft(task, rng, cfg.preference_prompts, cfg.policy_ranks))
+    write_jsonl(out / "sft_generator.jsonl", _sft(task, rng, cfg.preference_prompts, cfg.generator_ranks))
 
-    words = sorting.corpus_words() + (refinement.format_words() + sorting.FEEDBACK_WORDS if refines(ctx.spec) else [])
+    words = task.corpus_words() + (refinement.format_words() + FEEDBACK_WORDS if refines(ctx.spec) else [])
     tokenizer = build_tokenizer(words)
     build_model(tokenizer, cfg.model, ctx.spec.seed, out / "base")
     ctx.train()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import random
 import re
 
+from seft.tasks import position_feedback, position_score
+
 INSTRUCTION = "Sort ascending :"
 MAX_VALUE = 99
 _NUMBER = re.compile(r"^\d+$")
@@ -45,25 +47,19 @@ def _numbers(prompt: list[dict]) -> list[int]:
     return [int(t) for t in tail.split()]
 
 
+def _tokens(response: str) -> list[str]:
+    return [str(int(t)) if _NUMBER.match(t) else t for t in response.split()]  # "07" is 7
+
+
 def score(prompt: list[dict], response: str) -> float:
     """The rule critic: fraction of positions that match the sorted answer."""
-    answer = sorted(_numbers(prompt))
-    tokens = response.split()
-    right = sum(1 for a, t in zip(answer, tokens) if _NUMBER.match(t) and int(t) == a)
-    return right / max(len(answer), len(tokens), 1)
+    return position_score([str(n) for n in sorted(_numbers(prompt))], _tokens(response))
 
 
 def feedback(prompt: list[dict], response: str) -> str:
     """A teacher's natural-language feedback (for SELF's meta-skill corpus): "correct", or which
     positions (from 1) are wrong and whether the answer is too short or too long."""
-    answer, tokens = [str(n) for n in sorted(_numbers(prompt))], response.split()
-    wrong = [str(i + 1) for i, (a, t) in enumerate(zip(answer, tokens)) if a != t]
-    parts = (["wrong at", *wrong] if wrong else []) + (
-        ["too short"] if len(tokens) < len(answer) else ["too long"] if len(tokens) > len(answer) else [])
-    return " ".join(parts) or "correct"
-
-
-FEEDBACK_WORDS = ["correct", "wrong", "at", "too", "short", "long"]
+    return position_feedback([str(n) for n in sorted(_numbers(prompt))], _tokens(response))
 
 
 def corpus_words() -> list[str]:

@@ -1,0 +1,72 @@
+"""Fix the spelling of a short sentence: a task whose flaws a tiny model can see.
+
+The prompt is a sentence of 6-8 words, about half of them misspelled (a typo swaps a word's
+2nd and 3rd letters); the answer is the sentence spelled right. Rank k (0..6) of a prompt is the
+answer with k of its words misspelled, so quality falls with rank as in Nectar. score() is the
+rule critic: the share of positions right, over the longer of answer and response.
+
+Beside the sorting task it answers a different question. There, telling a sorted list from one
+with a swap needs comparisons a 0.5M-parameter reviser does not learn (README "Baselines"); here a
+flaw is a misspelled word, visible on its own, so a reviser can learn which answers to leave
+alone, which is what SEFT's adaptive reviser is for."""
+
+from __future__ import annotations
+
+import random
+
+from seft.tasks import position_feedback, position_score
+
+INSTRUCTION = "Fix spelling :"
+WORDS = ("about black bread chair cloud dance dream earth eagle field flame grape green heart house "
+         "juice knife lemon light money mouse night north ocean paper plant quiet river sound stone "
+         "table train uncle voice water zebra").split()
+
+
+def typo(word: str) -> str:
+    return word[0] + word[2] + word[1] + word[3:]
+
+
+TYPOS = {w: typo(w) for w in WORDS}
+CORRECT = {t: w for w, t in TYPOS.items()}
+assert len(set(TYPOS.values()) | set(WORDS)) == 2 * len(WORDS), "a typo must not be a word"
+
+
+def make_prompt(rng: random.Random, min_len: int = 6, max_len: int = 8) -> list[str]:
+    words = [rng.choice(WORDS) for _ in range(rng.randint(min_len, max_len))]
+    return [typo(w) if rng.random() < 0.5 else w for w in words]
+
+
+def prompt_messages(words: list[str]) -> list[dict]:
+    return [{"role": "user", "content": f"{INSTRUCTION} {' '.join(words)}"}]
+
+
+def ranked_responses(words: list[str], rng: random.Random) -> list[dict]:
+    answer = [CORRECT.get(w, w) for w in words]
+    out = []
+    for k in range(7):
+        response = list(answer)
+        for i in rng.sample(range(len(answer)), k):
+            response[i] = typo(response[i])
+        out.append({"rank": k, "content": " ".join(response)})
+    return out
+
+
+def _answer(prompt: list[dict]) -> list[str]:
+    text = next(m["content"] for m in reversed(prompt) if m["role"] == "user")
+    _, _, tail = text.partition(INSTRUCTION)
+    return [CORRECT.get(w, w) for w in tail.split()]
+
+
+def score(prompt: list[dict], response: str) -> float:
+    """The rule critic: fraction of positions that match the correctly spelled sentence."""
+    return position_score(_answer(prompt), response.split())
+
+
+def feedback(prompt: list[dict], response: str) -> str:
+    """A teacher's feedback (for SELF's meta-skill corpus), like the sorting task's."""
+    return position_feedback(_answer(prompt), response.split())
+
+
+def corpus_words() -> list[str]:
+    """Every word the task's prompts and responses can use (for a word-level tokenizer)."""
+    return WORDS + list(TYPOS.values()) + INSTRUCTION.split()
