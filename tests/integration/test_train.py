@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -65,10 +66,14 @@ def test_train_two_processes_loss_falls_and_model_reloads(tmp_path, base_model, 
 
 def test_overrides_from_the_command_line(tmp_path, base_model, sft_data):
     config, out = job(tmp_path, base_model, sft_data, nproc_per_node=1, batch_size=8)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
     proc = subprocess.run([sys.executable, "-m", "seft.cli", "train", "--config", str(config),
-                           "--set", "max_steps=3", "--set", "logging_steps=1"], capture_output=True, text=True, timeout=300)
+                           "--set", "max_steps=3", "--set", "logging_steps=1"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TMPDIR": str(tmp)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((out / "train_summary.json").read_text())["steps"] == 3
+    assert not list(tmp.glob("seft-*"))  # a local training leaves no scratch directory behind
 
 
 def test_bad_data_gets_a_clear_error(tmp_path, base_model):

@@ -1,8 +1,8 @@
 """bootstrap: make the quickstart's inputs from nothing (no downloads).
 
-A task with graded rewards (`task`: sort or spell; preference prompts with 7 ranked
-responses, unlabelled prompts), a word-level tokenizer, a tiny Llama, and two SFT models trained in parallel on a
-separate pool of prompts: the weak initial policy (worse ranks) and the stronger external
+A task with graded rewards (`task`: sort or spell; preference prompts with 7 ranked responses,
+unlabelled prompts), a word-level tokenizer, a tiny Llama, and two SFT models trained in parallel
+on a separate pool of prompts: the weak initial policy (worse ranks) and the stronger external
 generator (better ranks), which is also the reviser's base model."""
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from seft.errors import SeftError
@@ -52,5 +51,5 @@ def open_store(cfg, prefix: str = "", scratch: Path | None = None) -> Store:
         base = base.strip("/")
         if base:
             validate_key(base)
-        return S3Store(cfg, bucket, join(base, prefix), scratch or Path(tempfile.mkdtemp(prefix="seft-staging-")))
+        return S3Store(cfg, bucket, join(base, prefix), scratch)
     raise SeftError(f"store {uri!r}: unsupported URI, expected file://PATH or s3://BUCKET[/PREFIX]")

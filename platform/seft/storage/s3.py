@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -65,7 +66,7 @@ def cache_root() -> Path:
 
 
 class S3Store(Store):
-    def __init__(self, cfg: "StoreConfig", bucket: str, prefix: str, scratch: Path):
+    def __init__(self, cfg: "StoreConfig", bucket: str, prefix: str, scratch: Path | None = None):
         if not BUCKET.match(bucket):
             raise SeftError(f"store {cfg.uri!r}: {bucket!r} is not a valid bucket name")
         self.cfg, self.bucket, self.prefix, self.scratch = cfg, bucket, prefix, scratch
@@ -190,6 +191,8 @@ class S3Store(Store):
         return self._call("read the manifest", full, get)
 
     def staging(self, key: str) -> Path:
+        if self.scratch is None:  # made on first use: most stores only read
+            self.scratch = Path(tempfile.mkdtemp(prefix="seft-staging-"))
         path = self.scratch / f"{validate_key(key).replace('/', '_')}-{uuid.uuid4().hex[:8]}"
         path.mkdir(parents=True)
         return path

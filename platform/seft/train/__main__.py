@@ -22,13 +22,17 @@ def load_job(argv: list[str]) -> TrainJob:
     return validate(TrainJob, load_yaml(args.config, args.set), args.config)
 
 
-def localize_job(job: TrainJob, scratch: Path) -> tuple[TrainJob, Callable[[dict], None] | None]:
+def localize_job(job: TrainJob, scratch: Path | None = None) -> tuple[TrainJob, Callable[[dict], None] | None]:
     """A job whose model, data and output_dir are store URIs (a PyTorchJob's) with local paths
-    instead, and what publishes the trained model (all of it or nothing) afterwards."""
+    instead (under `scratch`, a new temporary directory by default), and what publishes the
+    trained model (all of it or nothing) afterwards."""
     if job.store is None:
         return job, None
+    import tempfile
+
     from seft.storage import localize, open_store
 
+    scratch = scratch or Path(tempfile.mkdtemp(prefix="seft-train-"))
     store = open_store(job.store, scratch=scratch)
     root = store.uri().rstrip("/") + "/"
 
@@ -47,8 +51,6 @@ def localize_job(job: TrainJob, scratch: Path) -> tuple[TrainJob, Callable[[dict
 
 
 def train(job: TrainJob) -> dict:
-    import tempfile
-
     import torch
 
     if os.environ.get("OMP_NUM_THREADS"):
@@ -69,7 +71,7 @@ def train(job: TrainJob) -> dict:
         raise SeftError(f"batch_size {job.batch_size} is not a multiple of per_device_batch_size "
                         f"{job.per_device_batch_size} x {world} processes")
     # Local paths first: the Trainer makes directories under output_dir, which must not be a URI.
-    job, publish = localize_job(job, Path(tempfile.mkdtemp(prefix="seft-train-")))
+    job, publish = localize_job(job)
     common = dict(
         output_dir=job.output_dir, per_device_train_batch_size=job.per_device_batch_size,
         gradient_accumulation_steps=accumulation, learning_rate=job.learning_rate,
