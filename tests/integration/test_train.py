@@ -69,8 +69,8 @@ def test_overrides_from_the_command_line(tmp_path, base_model, sft_data):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     proc = subprocess.run([sys.executable, "-m", "seft.cli", "train", "--config", str(config),
-                           "--set", "max_steps=3", "--set", "logging_steps=1"], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TMPDIR": str(tmp)})
+                           "--set", "max_steps=3", "--set", "logging_steps=1"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(tmp)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((out / "train_summary.json").read_text())["steps"] == 3
     assert not list(tmp.glob("seft-*"))  # a local training leaves no scratch directory behind
@@ -87,7 +87,7 @@ def test_bad_data_gets_a_clear_error(tmp_path, base_model):
 
 
 def test_the_worker_refuses_to_run_outside_torchrun(tmp_path):
-    env = {k: v for k, v in __import__("os").environ.items() if k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE")}
+    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE")}
     proc = subprocess.run([sys.executable, "-m", "seft.train", "--config", "x"], capture_output=True, text=True, env=env)
     assert proc.returncode == 2 and "runs under torchrun" in proc.stderr
 
