@@ -88,7 +88,8 @@ def test_bad_data_gets_a_clear_error(tmp_path, base_model):
 
 def test_the_worker_refuses_to_run_outside_torchrun(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE")}
-    proc = subprocess.run([sys.executable, "-m", "seft.train", "--config", "x"], capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, "-m", "seft.train", "--config", "x"],
+                          capture_output=True, text=True, env=env)
     assert proc.returncode == 2 and "runs under torchrun" in proc.stderr
 
 
