@@ -14,6 +14,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# The CUDA path's checks run where torch sees a GPU (CI has none; each has a CPU twin that runs
+# everywhere). On a GPU machine: `pytest -m integration -k cuda`.
+needs_cuda = pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU")
+
+
 def make_base(out: Path, seed: int = 0) -> Path:
     from seft.spec import TinyModel
     from seft.tasks import sorting

@@ -18,10 +18,10 @@ from seft.v1 import (common_pb2, critic_pb2, critic_pb2_grpc, generator_pb2, gen
                      labeller_pb2_grpc, reviser_pb2, reviser_pb2_grpc)
 from seft_services.backends.critics import RuleCritic
 from seft_services.backends.transformers_lm import CausalLM, TransformersGenerator, TransformersReviser
-from seft_services.protocol import Limits
+from seft_services.protocol import Limits, SamplingParams
 from seft_services.server import Server
 
-from conftest import Served, sort_prompts
+from conftest import Served, needs_cuda, sort_prompts
 
 pytestmark = pytest.mark.integration
 RULE = "seft.tasks.sorting:score"
@@ -94,7 +94,6 @@ def test_no_revise_returns_the_original_verbatim_after_only_the_label(server, no
 
 def test_major_revise_generates_after_the_label(major_reviser):
     reviser = TransformersReviser(CausalLM(str(major_reviser)))
-    from seft_services.protocol import SamplingParams
     out = reviser.revise([(msgs_dict(), "3 1 2")], SamplingParams(max_new_tokens=8))[0]
     assert out.label is Label.MAJOR and out.revised is True
     assert out.text == "1 2 3" and out.completion_tokens == 1 + 3  # label + three numbers (EOS not counted)
@@ -373,3 +372,12 @@ def test_invalid_utf8_in_a_text_field_is_invalid_argument(channel):
     code, details = _code(call, b"\x12\xff")  # truncated: items says 255 bytes follow, none do
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "Error parsing message" in details
     assert call(good.SerializeToString()).revisions[0].text == "XYZ"  # the same bytes, valid, are served
+
+
+@needs_cuda
+def test_the_transformers_backend_runs_on_the_gpu_and_agrees_with_the_cpu(base_model):
+    gpu, cpu = CausalLM(str(base_model)), CausalLM(str(base_model), device="cpu")
+    assert gpu.device == "cuda" and next(gpu.model.parameters()).is_cuda
+    seqs = [gpu.encode(p) for p, _ in sort_prompts(16)]
+    greedy = SamplingParams(max_new_tokens=8, temperature=0.0)
+    assert gpu.generate(seqs, greedy) == cpu.generate(seqs, greedy)

@@ -12,7 +12,7 @@ import yaml
 
 from seft.records import write_jsonl
 
-from conftest import sort_prompts
+from conftest import needs_cuda, sort_prompts
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ def test_train_two_processes_loss_falls_and_model_reloads(tmp_path, base_model, 
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "train_summary.json").read_text())
-    assert summary["world_size"] == 2 and summary["steps"] == 40
+    assert summary["world_size"] == 2 and summary["steps"] == 40 and summary["device"] == "cpu"
     losses = summary["losses"]
     assert len(losses) == 5 and losses[-1] < 0.8 * losses[0], losses
     # an HF model directory of safetensors, no pickles
@@ -62,6 +62,25 @@ def test_train_two_processes_loss_falls_and_model_reloads(tmp_path, base_model, 
     new = gen[0, ids.shape[1]:]
     assert len(new) >= 1
     assert tok.decode(new, skip_special_tokens=True).split()[0].isdigit()  # it learned to answer with numbers
+
+
+@needs_cuda
+@pytest.mark.parametrize("deepspeed", [None, "zero2", "zero3"])
+def test_train_on_one_cuda_gpu_in_bf16(tmp_path, base_model, sft_data, deepspeed):
+    """The GPU twin of the test above: one process per GPU (NCCL), bf16 mixed precision."""
+    config, out = job(tmp_path, base_model, sft_data, deepspeed=deepspeed, nproc_per_node=1, bf16=True)
+    proc = subprocess.run([sys.executable, "-m", "seft.cli", "train", "--config", str(config)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["device"] == "cuda" and summary["world_size"] == 1 and summary["steps"] == 40
+    assert summary["losses"][-1] < 0.8 * summary["losses"][0], summary["losses"]
+    assert not [p.name for p in out.iterdir() if p.name.endswith((".bin", ".pt", ".pkl"))]
+
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(out)  # the saved weights load anywhere, CPU included
+    assert all(p.isfinite().all() for p in model.parameters())
 
 
 def test_overrides_from_the_command_line(tmp_path, base_model, sft_data):

@@ -115,7 +115,7 @@ def train(job: TrainJob) -> dict:
     trainer.save_model(job.output_dir)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     summary = {"train_loss": result.training_loss, "losses": losses, "steps": result.global_step,
-               "examples": len(raw), "world_size": world,
+               "examples": len(raw), "world_size": world, "device": args.device.type,
                "method": job.method}
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(job.output_dir)
