@@ -375,7 +375,7 @@ def test_invalid_utf8_in_a_text_field_is_invalid_argument(channel):
 
 
 @needs_cuda
-def test_the_transformers_backend_runs_on_the_gpu_and_agrees_with_the_cpu(base_model):
+def test_the_transformers_backend_runs_on_cuda_and_agrees_with_the_cpu(base_model):
     gpu, cpu = CausalLM(str(base_model)), CausalLM(str(base_model), device="cpu")
     assert gpu.device == "cuda" and next(gpu.model.parameters()).is_cuda
     seqs = [gpu.encode(p) for p, _ in sort_prompts(16)]
