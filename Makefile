@@ -6,6 +6,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
+# On Python 3.11 (CI's), setup installs the exact versions the suite last passed with, so a fresh
+# machine reproduces the README's numbers: tiny models' results move with library versions.
+# Other Pythons resolve freely. `make lock` writes the file anew from .venv.
+CONSTRAINTS ?= constraints.txt
 # The operator's integration tests need a real kube-apiserver: built once (6-15 min, apt as root,
 # cached in ~/.cache/seft-kube) when missing, in the background while the other tests run.
 # SEFT_BUILD_KUBE=0 skips those tests instead.
@@ -15,15 +19,19 @@ export SEFT_BUILD_KUBE ?= 1
 # the two failure tests, the baselines' claim).
 TEST_WORKERS ?= 2
 
-.PHONY: setup quickstart test protos
+.PHONY: setup quickstart test protos lock
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_INDEX) "$(TORCH)"
-	DS_BUILD_OPS=0 $(PY) -m pip install -q -e '.[dev]'
+	DS_BUILD_OPS=0 $(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[dev]'
 	touch $@
+
+lock: setup
+	$(PY) -m pip freeze --exclude-editable | grep -v -i -E '^(torch|pip|setuptools|wheel)==' | \
+		sed 's/$$/ ; python_version == "3.11"/' > $(CONSTRAINTS)
 
 quickstart: setup
 	$(VENV)/bin/seft run examples/quickstart.yaml
