@@ -16,7 +16,7 @@ CONSTRAINTS ?= constraints.txt
 export SEFT_BUILD_KUBE ?= 1
 # Each tier runs on TEST_WORKERS pytest-xdist workers (one core each). The e2e pipelines run in
 # the two groups their xdist_group marks balance by hand (e2e-1: quickstart, SELF/EVOLVE; e2e-2:
-# the two failure tests, the baselines' claim).
+# spell-baselines with its failed stage and the paper's claim, the S3 outage).
 TEST_WORKERS ?= 2
 
 .PHONY: setup quickstart test protos lock
