@@ -178,11 +178,12 @@ def main(argv: list[str] | None = None) -> int:
 def _leave_process_group(wait_for_all: bool) -> None:
     """After a success every rank waits for the others (rank 0 is still saving when the rest
     finish), then all leave the group together."""
+    import torch
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        if wait_for_all:
-            dist.barrier()
+        if wait_for_all:  # NCCL wants each rank's own GPU named (else it warns that it guesses)
+            dist.barrier(device_ids=[torch.cuda.current_device()] if dist.get_backend() == "nccl" else None)
         dist.destroy_process_group()
 
 
