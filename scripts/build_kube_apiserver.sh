@@ -2,7 +2,7 @@
 # Build a real kube-apiserver for the operator's integration tests, and install etcd.
 #
 # No Docker here, so no kind: the API server is built from Debian's own kubernetes source package
-# (1.20.2) with Debian's Go, following ../shared/NOTES.md. The binary is cached: when it exists
+# (1.20.2) with Debian's Go, with the vendored reflect2 replaced (below). The binary is cached: when it exists
 # this prints its path and exits at once (after any build in progress). First build: 6-15 min
 # on 2 cores.
 #

@@ -1,9 +1,9 @@
-"""Shared fixtures: tiny real models (built from a config, trained for a few steps in-process)."""
+"""Shared fixtures: tiny real models (built from a config, trained for a few steps in-process),
+a real S3 server. Shared helpers are in helpers.py."""
 
 from __future__ import annotations
 
 import os
-import random
 from pathlib import Path
 
 import pytest
@@ -11,34 +11,7 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-# The CUDA path's checks run where torch sees a GPU (CI has none; each has a CPU twin that runs
-# everywhere). On a GPU machine: `pytest -m integration -k cuda`.
-needs_cuda = pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU")
-
-
-def make_base(out: Path, seed: int = 0) -> Path:
-    from seft.spec import TinyModel
-    from seft.tasks import sorting
-    from seft.tinymodel import build_model, build_tokenizer
-
-    return build_model(build_tokenizer(sorting.corpus_words()), TinyModel(hidden_size=64, intermediate_size=128),
-                       seed, out)
-
-
-def sort_prompts(n: int, seed: int = 0) -> list[tuple[list[dict], list[int]]]:
-    from seft.tasks import sorting
-
-    rng = random.Random(seed)
-    return [(sorting.prompt_messages(nums), nums) for nums in (sorting.make_prompt(rng) for _ in range(n))]
+from helpers import S3_SECRET, free_port, make_base, sort_prompts  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -82,52 +55,7 @@ def endless_model(tmp_path_factory, base_model) -> Path:
     return out
 
 
-class Served:
-    """A `seft serve ...` subprocess on a free port: .proc, .endpoint; stderr goes to .log."""
-
-    def __init__(self, tmp_path: Path, *args: str, timeout: float = 120):
-        import subprocess
-        import sys
-        import time
-
-        port_file = tmp_path / f"port-{os.urandom(4).hex()}"
-        self.log = port_file.with_suffix(".log")
-        self.proc = subprocess.Popen([sys.executable, "-m", "seft.cli", "serve", *args, "--port", "0",
-                                      "--port-file", str(port_file)], stderr=self.log.open("w"))
-        deadline = time.monotonic() + timeout
-        while not port_file.exists():
-            assert self.proc.poll() is None, f"seft serve exited: {self.log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, "seft serve did not come up"
-            time.sleep(0.1)
-        self.endpoint = f"127.0.0.1:{port_file.read_text()}"
-
-    def stop(self, timeout: float = 60) -> int:
-        """SIGTERM, then the exit code."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        return self.proc.wait(timeout=timeout)
-
-    def __enter__(self) -> "Served":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 # -- S3: a real S3 server (moto's server mode) on loopback ------------------------------------
-S3_SECRET = "seft-test-secret-" + os.urandom(6).hex()  # tests grep logs for it
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_server():
     """(endpoint, port) of a moto S3 server in this process."""
@@ -147,11 +75,3 @@ def s3_env(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
     monkeypatch.setenv("SEFT_CACHE_DIR", str(tmp_path / "node-cache"))
     return tmp_path / "node-cache"
-
-
-def new_bucket(endpoint: str) -> str:
-    from minio import Minio
-
-    name = f"seft-{os.urandom(5).hex()}"
-    Minio(endpoint, access_key="seft-test-access", secret_key=S3_SECRET, secure=False).make_bucket(name)
-    return name

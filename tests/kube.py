@@ -1,8 +1,8 @@
 """A real kube-apiserver and etcd on loopback, for the operator's integration tests.
 
-The API server binary comes from scripts/build_kube_apiserver.sh (built once, cached; see
-NOTES.md). It is an API server only: no scheduler, kubelet or controllers, so tests play the
-cluster by writing the status of Deployments, Jobs and PyTorchJobs themselves."""
+The API server binary comes from scripts/build_kube_apiserver.sh (built once, cached). It is an
+API server only: no scheduler, kubelet or controllers, so tests play the cluster by writing the
+status of Deployments, Jobs and PyTorchJobs themselves."""
 
 from __future__ import annotations
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import yaml
 
+import seft.train
 from seft.errors import SeftError
 from seft.spec import Cluster, PipelineSpec, Resources, Training
 from seft.stages import TrainSpec, service_env
@@ -99,9 +99,7 @@ def spec_configmap(pipeline: dict, spec: PipelineSpec) -> dict:
 
 def deepspeed_configmap(namespace: str) -> dict:
     """The shared DeepSpeed configs (those `seft train` ships), for PyTorchJobs to mount."""
-    import seft.train
-
-    configs = Path(seft.train.__file__).parent / "deepspeed"
+    configs = seft.train.DEEPSPEED_CONFIGS
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": DEEPSPEED_CONFIGMAP, "namespace": namespace,
                          "labels": {"app.kubernetes.io/name": "seft"}},
@@ -192,12 +190,10 @@ def stage_job(pipeline: dict, spec: PipelineSpec, stage: str, attempt: int, serv
 def train_job(spec: PipelineSpec, train: TrainSpec, model: str, data: str, output_dir: str) -> dict:
     """A `seft train` TrainJob for a PyTorchJob: model, data and output_dir are URIs in the
     pipeline's store; a named DeepSpeed config points into the mounted seft-deepspeed ConfigMap."""
-    training = train.training
-    cfg = {**training.model_dump(mode="json"), **train.options()}
-    if training.deepspeed in ("zero2", "zero3"):
-        cfg["deepspeed"] = f"{DEEPSPEED_DIR}/{training.deepspeed}.json"
-    return {**cfg, "model": model, "data": data, "output_dir": output_dir, "seed": spec.seed,
-            "store": spec.store.model_dump(mode="json")}
+    job = seft.train.train_job(train, spec.seed, model, data, output_dir, store=spec.store)
+    if job.deepspeed in seft.train.NAMED_DEEPSPEED:
+        job = job.model_copy(update={"deepspeed": f"{DEEPSPEED_DIR}/{job.deepspeed}.json"})
+    return job.model_dump(mode="json")
 
 
 def train_configmap(pipeline: dict, stage: str, jobs: dict[str, dict]) -> dict:

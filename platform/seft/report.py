@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.table import Table
 
 from seft.metrics import LABELS
+from seft.storage import is_local, local_path
 
 
 def _num(x, fmt: str = "{:+.3f}") -> str:
@@ -114,10 +115,24 @@ def claim_line(report: dict) -> str | None:
             f"(" + ", ".join(f"{n} {_num(r, '{:.1%}')}" for n, r in baselines.items()) + ").")
 
 
+def print_results(console, report: dict, critic: str) -> None:
+    """What `seft run` prints at the end: the stages, then the recipe's results."""
+    console.print(stages_table(report))
+    metrics = report.get("metrics")
+    if metrics and "refinement" in metrics:  # SELF, EVOLVE
+        console.print(refinement_table(metrics))
+    elif metrics:
+        console.print(reviser_table(metrics, critic))
+        claim = claim_line(report)
+        if claim:
+            console.print(claim, soft_wrap=True)
+        console.print(policy_table(metrics))
+
+
 def _short(uri: str | None) -> str | None:
     """file:// URIs under the working directory as relative paths."""
-    if uri and uri.startswith("file://"):
-        rel = os.path.relpath(uri[len("file://"):])
+    if uri and is_local(uri):
+        rel = os.path.relpath(local_path(uri))
         return rel if not rel.startswith("..") else uri
     return uri
 

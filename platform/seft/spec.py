@@ -13,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from seft.errors import SpecError
 
 LabelName = Literal["major", "minor", "no"]
+# Defaults used in more than one place (spec fields, `seft serve` / `seft revise` flags, the services).
+MAX_NEW_TOKENS = 256  # a sampling default
+SERVICE_MAX_BATCH = 256  # the most items a service takes in one call
+SERVICE_MAX_NEW_TOKENS = 4096  # the largest max_new_tokens a service accepts
 SECRETISH = re.compile(r"secret|password|token|access_?key|credential", re.IGNORECASE)
 
 
@@ -21,7 +25,7 @@ class Model(BaseModel):
 
 
 class Sampling(Model):
-    max_new_tokens: int = Field(256, ge=1, le=32768)
+    max_new_tokens: int = Field(MAX_NEW_TOKENS, ge=1, le=32768)
     temperature: float = Field(0.7, ge=0.0, le=10.0, allow_inf_nan=False)  # 0 = greedy
     top_p: float = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
 
@@ -191,7 +195,7 @@ class StoreConfig(Model):
 
 class Services(Model):
     batch_size: int = Field(64, ge=1, description="items per gRPC call")
-    max_batch: int = Field(256, ge=1, description="largest batch a service accepts")
+    max_batch: int = Field(SERVICE_MAX_BATCH, ge=1, description="largest batch a service accepts")
 
 
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"  # a Kubernetes resource quantity
@@ -384,6 +388,11 @@ class PipelineSpec(Model):
             if self.baselines is not None:
                 raise ValueError(f"baselines are SEFT's; recipe {self.recipe} has none")
         return self
+
+    @property
+    def refines(self) -> bool:
+        """Whether the recipe's models refine their own answers (SELF, EVOLVE)."""
+        return self.recipe in ("self", "evolve")
 
     @property
     def refinement_critic(self) -> Critic:

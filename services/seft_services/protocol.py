@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 from seft.labelling import Rule
+from seft.spec import MAX_NEW_TOKENS, SERVICE_MAX_BATCH, SERVICE_MAX_NEW_TOKENS
 from seft.pb import LABEL_OF
 
 ROLES = ("system", "user", "assistant")
@@ -43,15 +44,15 @@ def decoder(parse):
 
 @dataclass(frozen=True)
 class Limits:
-    max_batch: int = 256
-    max_new_tokens: int = 4096
+    max_batch: int = SERVICE_MAX_BATCH
+    max_new_tokens: int = SERVICE_MAX_NEW_TOKENS
     max_refine_rounds: int = 8
     max_samples: int = 16
 
 
 @dataclass(frozen=True)
 class SamplingParams:
-    max_new_tokens: int = 256
+    max_new_tokens: int = MAX_NEW_TOKENS
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None

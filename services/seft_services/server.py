@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import select
 import signal
-import threading
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,14 +149,20 @@ class Server:
 
 
 def run_forever(server: Server, port_file: str | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then drain. The handlers are in place before the port file
+    says the server is up, and they only wake the main thread through a pipe: a handler that set a
+    threading.Event could deadlock on the Event's own lock, should the signal land while the main
+    thread held it on its way into wait() (a SIGTERM soon after start-up, on a busy machine)."""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)  # the C-level handler writes the signal's number here
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     server.start()
     if port_file:  # written once serving, atomically: the local executor waits for it
         write_atomic(Path(port_file), str(server.port))
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
-    done.wait()
-    log.info("shutting down %s", server.endpoint)
+    select.select([wake_r], [], [])
+    log.info("shutting down %s (signal %d)", server.endpoint, os.read(wake_r, 1)[0])
     server.stop()
 
 

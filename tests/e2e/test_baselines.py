@@ -28,7 +28,7 @@ from seft.spec import StoreConfig
 from seft.storage import open_store
 from seft.tasks import spelling
 
-from conftest import ROOT
+from helpers import ROOT
 from judge_server import judge_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-2")]  # make test runs groups e2e-1 and e2e-2 side by side

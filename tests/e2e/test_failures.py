@@ -17,7 +17,7 @@ import yaml
 from seft.spec import StoreConfig
 from seft.storage import open_store
 
-from conftest import ROOT, S3_SECRET, new_bucket
+from helpers import ROOT, S3_SECRET, new_bucket
 from faults import TcpProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-2")]  # make test runs groups e2e-1 and e2e-2 side by side

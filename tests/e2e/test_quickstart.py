@@ -20,7 +20,7 @@ import pytest
 from seft.spec import StoreConfig
 from seft.storage import open_store
 
-from conftest import ROOT, S3_SECRET, new_bucket
+from helpers import ROOT, S3_SECRET, new_bucket
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-1")]  # make test runs groups e2e-1 and e2e-2 side by side
 QUICKSTART = ROOT / "examples" / "quickstart.yaml"
@@ -74,15 +74,17 @@ def test_quickstart_on_s3_kill_resume_skip_and_report(tmp_path, s3_server, s3_en
     run_args += tuple(x for kv in SMALL for x in ("--set", kv))
     store = open_store(StoreConfig(uri=f"s3://{bucket}/team", endpoint=endpoint, secure=False), "quickstart")
 
-    # 1. SIGKILL the run while the adapt stage is training.
+    # 1. SIGKILL the run while the adapt stage is training: once its training has logged a loss
+    # (step 50 of 120), whatever the machine's speed.
+    train_log = run_dir / "logs" / "adapt-reviser-train.log"
     with (tmp_path / "first.log").open("w") as log:
         proc = subprocess.Popen(seft_cmd(*run_args), stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, text=True)
         deadline = time.monotonic() + 1200
-        while stage_state(run_dir, "adapt") != "running":
+        while not (stage_state(run_dir, "adapt") == "running" and train_log.exists()
+                   and "'loss'" in train_log.read_text()):
             assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
             assert time.monotonic() < deadline
             time.sleep(0.5)
-        time.sleep(8)  # well inside the training
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     before = {stage: artifact_hashes(store, stage) for stage in EARLIER}

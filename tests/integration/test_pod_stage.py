@@ -23,7 +23,7 @@ from seft_services.backends.critics import RuleCritic
 from seft_services.backends.transformers_lm import CausalLM, TransformersReviser
 from seft_services.server import Server
 
-from conftest import ROOT, new_bucket
+from helpers import ROOT, new_bucket
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from seft_services.backends.critics import RuleCritic
 from seft_services.backends.transformers_lm import CausalLM, TransformersGenerator
 from seft_services.server import Server
 
-from conftest import Served, sort_prompts
+from helpers import Served, sort_prompts
 
 pytestmark = pytest.mark.integration
 RULE = "seft.tasks.sorting:score"

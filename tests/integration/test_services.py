@@ -21,7 +21,7 @@ from seft_services.backends.transformers_lm import CausalLM, TransformersGenerat
 from seft_services.protocol import Limits, SamplingParams
 from seft_services.server import Server
 
-from conftest import Served, needs_cuda, sort_prompts
+from helpers import Served, needs_cuda, sort_prompts
 
 pytestmark = pytest.mark.integration
 RULE = "seft.tasks.sorting:score"

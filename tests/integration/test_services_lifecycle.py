@@ -1,24 +1,22 @@
 """What happens to calls over a service's life: cancelled and deadline-exceeded calls stop their
-generation and free their slot; shutdown under load drains in-flight calls; 32 clients for 60 s."""
+generation and free their slot; shutdown under load drains in-flight calls; 32 clients at once."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import statistics
 import threading
 import time
 
 import grpc
 import pytest
 
-from seft.v1 import common_pb2, generator_pb2, generator_pb2_grpc, reviser_pb2, reviser_pb2_grpc
+from seft.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 from seft_services.backends.transformers_lm import CausalLM, TransformersGenerator
 from seft_services.protocol import Limits
 from seft_services.server import Server
 
-from conftest import Served
+from helpers import Served, hammer
 
 pytestmark = pytest.mark.integration
 MAX_NEW = 3000  # the endless model always generates exactly this many tokens unless stopped
@@ -81,35 +79,6 @@ def test_a_cancelled_stream_stops_after_the_chunk_in_progress(endless):
     assert metric(endless, "seft_requests_total", method="GenerateStream", code="CANCELLED") == 1
 
 
-def revise_request(i: int) -> reviser_pb2.ReviseRequest:
-    return reviser_pb2.ReviseRequest(request_id=f"r{i}", items=[reviser_pb2.RevisionItem(
-        prompt=prompt(f"Sort ascending : {i % 7} 3 1"), original=f"{i % 7} 3 1")],
-        sampling=common_pb2.SamplingParams(max_new_tokens=8))
-
-
-def hammer(endpoint: str, clients: int, until: threading.Event, outcomes: list) -> list[threading.Thread]:
-    """`clients` threads, each calling Revise back to back (no retries) until `until` is set or a
-    call fails; each outcome is (start, end, status code name, revision or None)."""
-    def client(k: int) -> None:
-        with grpc.insecure_channel(endpoint, options=[("grpc.enable_retries", 0)]) as ch:
-            stub = reviser_pb2_grpc.ReviserStub(ch)
-            i = k
-            while not until.is_set():
-                start = time.monotonic()
-                try:
-                    [rev] = stub.Revise(revise_request(i), timeout=60).revisions
-                    outcomes.append((start, time.monotonic(), "OK", rev))
-                except grpc.RpcError as exc:
-                    outcomes.append((start, time.monotonic(), exc.code().name, None))
-                    return
-                i += clients
-
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    return threads
-
-
 def test_shutdown_under_load_answers_every_accepted_call(tmp_path, major_reviser):
     with Served(tmp_path, "reviser", "--model", str(major_reviser)) as served:
         outcomes: list = []
@@ -134,27 +103,14 @@ def test_shutdown_under_load_answers_every_accepted_call(tmp_path, major_reviser
     assert all(rev.text == "1 2 3" for *_, rev in answered) and "shutting down" in log
 
 
-LOAD_SECONDS = float(os.environ.get("SEFT_LOAD_SECONDS", "60"))
+CLIENTS, CALLS = 32, 10  # the long soak (minutes of load) is bench/soak.py
 
 
-@pytest.mark.timeout(LOAD_SECONDS + 300)
-def test_32_clients_for_a_minute_against_the_reviser(tmp_path, major_reviser, capsys):
+def test_32_clients_against_the_reviser_every_call_answered(tmp_path, major_reviser):
     with Served(tmp_path, "reviser", "--model", str(major_reviser)) as served:
         outcomes: list = []
-        done = threading.Event()
-        threads = hammer(served.endpoint, 32, done, outcomes)
-        time.sleep(LOAD_SECONDS)
-        done.set()
-        for t in threads:
-            t.join(timeout=120)
-        assert served.stop() == 0
-    errors = [code for _, _, code, _ in outcomes if code != "OK"]
-    assert not errors, f"{len(errors)} errors: {sorted(set(errors))}"
+        for t in hammer(served.endpoint, CLIENTS, threading.Event(), outcomes, calls=CALLS):
+            t.join(timeout=300)
+        assert served.stop() == 0, served.log.read_text()[-3000:]
+    assert sorted(code for _, _, code, _ in outcomes) == ["OK"] * (CLIENTS * CALLS)
     assert all(rev.label == common_pb2.MAJOR_REVISE and rev.text == "1 2 3" for *_, rev in outcomes)
-    latencies = sorted(end - start for start, end, _, _ in outcomes)
-    p50 = statistics.median(latencies)
-    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
-    span = max(end for _, end, _, _ in outcomes) - min(start for start, _, _, _ in outcomes)
-    with capsys.disabled():
-        print(f"\nreviser load: 32 clients x {LOAD_SECONDS:.0f} s: {len(outcomes)} calls, 0 errors, "
-              f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, {len(outcomes) / span:.1f} revisions/s")

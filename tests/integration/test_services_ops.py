@@ -18,7 +18,7 @@ from seft_services.backends.critics import RuleCritic
 from seft_services.backends.transformers_lm import CausalLM, TransformersReviser
 from seft_services.server import Server, ServerTLS
 
-from conftest import Served
+from helpers import Served
 
 pytestmark = pytest.mark.integration
 RULE = "seft.tasks.sorting:score"

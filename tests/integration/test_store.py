@@ -12,7 +12,7 @@ from seft.records import read_jsonl, write_jsonl
 from seft.spec import StoreConfig
 from seft.storage import MANIFEST, open_store, sha256_file
 
-from conftest import new_bucket
+from helpers import new_bucket
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import S3_SECRET, new_bucket
+from helpers import S3_SECRET, new_bucket
 
 pytestmark = pytest.mark.integration
 

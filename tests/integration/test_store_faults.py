@@ -13,7 +13,7 @@ from seft.errors import SeftError
 from seft.spec import StoreConfig
 from seft.storage import open_store
 
-from conftest import S3_SECRET, new_bucket
+from helpers import S3_SECRET, new_bucket
 from faults import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -60,7 +60,7 @@ def test_server_gone_mid_checkpoint_upload_then_back(s3_server, s3_env, tmp_path
 
 
 def test_unreachable_endpoint_names_endpoint_and_bucket(s3_env):
-    from conftest import free_port
+    from helpers import free_port
 
     endpoint = f"127.0.0.1:{free_port()}"  # nothing listens here
     with pytest.raises(SeftError) as err:

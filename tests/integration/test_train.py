@@ -12,7 +12,7 @@ import yaml
 
 from seft.records import write_jsonl
 
-from conftest import needs_cuda, sort_prompts
+from helpers import needs_cuda, sort_prompts
 
 pytestmark = pytest.mark.integration
 

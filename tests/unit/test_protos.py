@@ -2,7 +2,7 @@
 
 import importlib.util
 
-from conftest import ROOT
+from helpers import ROOT
 
 spec = importlib.util.spec_from_file_location("gen_protos", ROOT / "scripts" / "gen_protos.py")
 gen_protos = importlib.util.module_from_spec(spec)

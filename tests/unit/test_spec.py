@@ -8,7 +8,7 @@ from seft.cli import main
 from seft.errors import SpecError
 from seft.spec import load_spec, parse_spec
 
-from conftest import ROOT
+from helpers import ROOT
 
 QUICKSTART = ROOT / "examples" / "quickstart.yaml"
 
@@ -116,10 +116,10 @@ def test_baselines_add_their_stages_and_what_evaluate_serves():
                                                                ("preliminary", "adaptive", "aligner", "label")}
     assert served["reviser-label"].label_first and not served["reviser-aligner"].label_first
     assert len([n for n in served if n.startswith("policy-")]) == 8
-    assert {"baseline_revisers", "baseline_policies"} <= set(stages["evaluate"].inputs)
+    assert {"baseline_revisers", "baseline_policies"} <= set(stages["evaluate"].needs)
     # The stages before the baselines plan the same as the quickstart's: a finished run is reused.
     for st in plain[:-1]:
-        assert st.params(spec) == st.params(load_spec(QUICKSTART)) and stages[st.name].inputs == st.inputs
+        assert st.params(spec) == st.params(load_spec(QUICKSTART)) and stages[st.name].needs == st.needs
 
 
 def test_self_and_evolve_stage_lists_defaults_and_shared_bootstrap():
@@ -143,7 +143,7 @@ def test_self_and_evolve_stage_lists_defaults_and_shared_bootstrap():
         assert stages[name].params(evolve) == next(s for s in stages_for(self_spec) if s.name == name).params(self_spec)
     restart = load_spec(ROOT / "examples" / "quickstart-self.yaml", ["self_evolution.restart=true"])
     round_2 = next(s for s in stages_for(restart) if s.name == "round_2")
-    assert round_2.trainings["policy"].model.stage == "bootstrap" and "round_1" in round_2.inputs
+    assert round_2.trainings["policy"].model.stage == "bootstrap" and "round_1" in round_2.needs
 
 
 @pytest.mark.parametrize("change, needle", [

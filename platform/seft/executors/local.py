@@ -21,10 +21,11 @@ from pathlib import Path
 import yaml
 
 from seft.errors import SeftError
+from seft.runstate import RUNS, RunState
 from seft.spec import PipelineSpec
-from seft.stages import Ref, ServiceSpec, Stage
+from seft.stages import Ref, ServiceSpec, SpecView, Stage
 from seft.storage import Store, fingerprint, manifest_digest, open_store, write_atomic
-from seft.train import TrainJob, torchrun_command
+from seft.train import torchrun_command, train_job
 
 SERVICE_START_TIMEOUT = 600.0
 LOSS = re.compile(r"'loss': '?([0-9.eE+-]+)")  # a Trainer log line
@@ -38,7 +39,7 @@ def _die_with_parent() -> None:
 
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "1")  # small models on few cores: one thread each (NOTES.md)
+    env.setdefault("OMP_NUM_THREADS", "1")  # small models on few cores: one thread each runs 10-20x faster
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
@@ -76,20 +77,29 @@ def serve_argv(svc: ServiceSpec, model: str | None, port_file: Path, max_batch: 
 
 
 class Context:
-    """What a stage sees of the executor."""
+    """What a stage sees of the executor: the spec (the fields it declared), its inputs, its
+    services, its output directory."""
 
     def __init__(self, spec: PipelineSpec, store: Store, work: Path, stage: Stage, out: Path, console):
-        self.spec, self.store, self.work, self.out, self.console = spec, store, work, out, console
+        self.full_spec, self.store, self.work, self.out, self.console = spec, store, work, out, console
+        self.spec = SpecView(spec, stage.name, stage.reads)
         self.stage, self.plan = stage.name, stage
         self.logs = work / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self._inputs: dict[str, Path] = {}
 
     def input(self, stage: str) -> Path:
-        """A verified local copy of an earlier stage's artifact (downloaded once, then cached)."""
+        """A verified local copy of an earlier stage's artifact (downloaded once, then cached).
+        Only a declared input: the skip fingerprint hashes those, so an undeclared read would go stale."""
+        if stage not in self.plan.needs:
+            raise SeftError(f"stage {self.stage!r} reads the artifact of stage {stage!r}, which it does not "
+                            f"declare as an input (its inputs: {', '.join(self.plan.needs) or 'none'})")
         if stage not in self._inputs:
-            self._inputs[stage] = self.store.fetch(stage)
+            self._inputs[stage] = self.fetch(stage)
         return self._inputs[stage]
+
+    def fetch(self, stage: str) -> Path:
+        return self.store.fetch(stage)
 
     def path(self, ref: Ref) -> str:
         """Where a Ref is on this machine."""
@@ -111,7 +121,7 @@ class Context:
                 log = self.logs / f"{self.stage}-{name}.log"
                 with log.open("w") as handle:
                     argv = serve_argv(svc, self.path(svc.model) if svc.model else None, port_file,
-                                      self.spec.services.max_batch)
+                                      self.full_spec.services.max_batch)
                     proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=child_env(),
                                             preexec_fn=_die_with_parent)
                 procs[name] = (proc, port_file, log)
@@ -146,20 +156,19 @@ class Context:
             raise SeftError(f"service {name!r} at {endpoint} is not SERVING")
         return endpoint
 
-    def train(self) -> dict[str, Path]:
-        """Run this stage's trainings concurrently under torchrun. Each saves an HF model
-        directory at ctx.out/<name>."""
+    def train(self) -> None:
+        """Run this stage's trainings concurrently under torchrun (after its run()). Each saves an
+        HF model directory at <out>/<name>."""
         jobs, procs = self.plan.trainings, {}
         try:
             for name, t in jobs.items():
-                training = t.training
-                job = TrainJob(model=self.path(t.model), data=str(self.out / t.data), output_dir=str(self.out / name),
-                               seed=self.spec.seed, **t.options(), **training.model_dump())
+                job = train_job(t, self.full_spec.seed, self.path(t.model), str(self.out / t.data),
+                                str(self.out / name))
                 config = self.out / f"{name}.train.yaml"
                 config.write_text(yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False))
                 log = self.logs / f"{self.stage}-{name}-train.log"
                 with log.open("w") as handle:
-                    procs[name] = (subprocess.Popen(torchrun_command(config, training.nproc_per_node),
+                    procs[name] = (subprocess.Popen(torchrun_command(config, t.training.nproc_per_node),
                                                     stdout=handle, stderr=subprocess.STDOUT, env=child_env(),
                                                     preexec_fn=_die_with_parent), log)
             with self.console.status(f"  training {', '.join(jobs)} (torchrun)") as status:
@@ -174,7 +183,6 @@ class Context:
                 if proc.poll() is None:
                     proc.terminate()
                     proc.wait()
-        return {name: self.out / name for name in jobs}
 
     @contextmanager
     def progress(self, description: str, total: int):
@@ -187,19 +195,6 @@ class Context:
             yield lambda n: bar.advance(task, n)
 
 
-class RunState:
-    """<run>/run.json: each stage's state and timing, rewritten atomically at every change."""
-
-    def __init__(self, path: Path, name: str):
-        self.path = path
-        self.data = json.loads(path.read_text()) if path.exists() else {"name": name, "stages": {}}
-
-    def set(self, stage: str, **fields) -> None:
-        self.data["stages"].setdefault(stage, {}).update(fields)
-        self.data["pid"] = os.getpid()
-        write_atomic(self.path, json.dumps(self.data, indent=2))
-
-
 def execute(st: Stage, context: type[Context], spec: PipelineSpec, store: Store, work: Path, console,
             digests: dict[str, str]) -> tuple[dict, dict]:
     """Run one stage and publish its artifact: all of it, or (on any failure) nothing visible.
@@ -207,11 +202,13 @@ def execute(st: Stage, context: type[Context], spec: PipelineSpec, store: Store,
     params, t0 = st.params(spec), time.time()
     staging = store.staging(st.name)
     try:
-        summary = st.run(context(spec, store, work, st, staging, console)) or {}
+        ctx = context(spec, store, work, st, staging, console)
+        summary = st.run(ctx) or {}
+        ctx.train()
         t1 = time.time()
         manifest = store.publish(staging, st.name, {
-            "stage": st.name, "fingerprint": fingerprint(st.name, params, {n: digests[n] for n in st.inputs}),
-            "params": params, "inputs": {n: {"uri": store.uri(n), "digest": digests[n]} for n in st.inputs},
+            "stage": st.name, "fingerprint": fingerprint(st.name, params, {n: digests[n] for n in st.needs}),
+            "params": params, "inputs": {n: {"uri": store.uri(n), "digest": digests[n]} for n in st.needs},
             "summary": summary, "started": t0, "finished": t1, "seconds": t1 - t0})
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -219,7 +216,7 @@ def execute(st: Stage, context: type[Context], spec: PipelineSpec, store: Store,
     return manifest, summary
 
 
-def run_pipeline(spec: PipelineSpec, stages: list[Stage], console, workdir: Path = Path("runs")) -> dict:
+def run_pipeline(spec: PipelineSpec, stages: list[Stage], console, workdir: Path = RUNS) -> dict:
     """Run the stages in order; run.json, logs and report.json go to <workdir>/<name>/, artifacts
     to the spec's store (by default the same directory)."""
     work = workdir / spec.name
@@ -236,7 +233,7 @@ def run_pipeline(spec: PipelineSpec, stages: list[Stage], console, workdir: Path
     started = time.time()
     for st in stages:
         params = st.params(spec)
-        inputs = {name: digests[name] for name in st.inputs}
+        inputs = {name: digests[name] for name in st.needs}
         fp = fingerprint(st.name, params, inputs)
         manifest = store.manifest(st.name)
         if manifest and manifest.get("fingerprint") == fp:

@@ -2,8 +2,8 @@
 
 The operator has already made the stage's services (Deployments; their endpoints come in
 SEFT_SERVICE_<NAME>) and runs the stage's trainings afterwards as PyTorchJobs, which publish
-<stage>/<training> themselves. So here ctx.services() only hands out endpoints, ctx.train() does
-nothing, and ctx.input() of a stage that trained shows its trained models where `seft run` puts
+<stage>/<training> themselves. So here ctx.services() only hands out endpoints, the trainings are
+not run, and ctx.input() of a stage that trained shows its trained models where `seft run` puts
 them: inside the stage's directory."""
 
 from __future__ import annotations
@@ -28,23 +28,21 @@ class PodContext(Context):
             raise SeftError(f"stage {self.stage}: no endpoint for its services: set {', '.join(missing)}")
         yield {name: os.environ[service_env(name)] for name in self.plan.services}
 
-    def train(self) -> dict[str, Path]:
-        return {}  # the operator runs self.plan.trainings as PyTorchJobs once this stage's Job is done
+    def train(self) -> None:
+        pass  # the operator runs self.plan.trainings as training jobs once this stage's Job is done
 
-    def input(self, stage: str) -> Path:
-        if stage not in self._inputs:
-            base = self.store.fetch(stage)
-            trained = next((s.trainings for s in stages_for(self.spec) if s.name == stage), {})
-            if trained:  # a view of the stage with its models in it, as a local run has them
-                view = self.work / ".inputs" / stage
-                view.mkdir(parents=True, exist_ok=True)
-                for entry in base.iterdir():
-                    _link(view / entry.name, entry)
-                for job in trained:
-                    _link(view / job, self.store.fetch(f"{stage}/{job}"))
-                base = view
-            self._inputs[stage] = base
-        return self._inputs[stage]
+    def fetch(self, stage: str) -> Path:
+        base = self.store.fetch(stage)
+        trained = next((s.trainings for s in stages_for(self.full_spec) if s.name == stage), {})
+        if not trained:
+            return base
+        view = self.work / ".inputs" / stage  # the stage with its models in it, as a local run has them
+        view.mkdir(parents=True, exist_ok=True)
+        for entry in base.iterdir():
+            _link(view / entry.name, entry)
+        for job in trained:
+            _link(view / job, self.store.fetch(f"{stage}/{job}"))
+        return view
 
 
 def _link(link: Path, target: Path) -> None:
@@ -62,7 +60,7 @@ def run_stage(spec: PipelineSpec, name: str, console, work: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     store = open_store(spec.store, spec.name, scratch=work / ".staging")
     digests = {}
-    for dep in st.inputs:
+    for dep in st.needs:
         manifest = store.manifest(dep)
         if manifest is None:
             raise SeftError(f"stage {name}: its input {store.uri(dep)} is not published")

@@ -4,12 +4,13 @@ after an optional bootstrap that makes a demo task and models, and with the pape
 
 from __future__ import annotations
 
-from seft.stages import Stage, from_module
+from seft.stages import Stage
 from seft.stages import (adapt, baseline_policies, baseline_revisers, bootstrap, evaluate, external, internal, label,
                          prepare, warmup)
 
 
 def modules(spec) -> list:
+    """The recipe's stage modules, in order."""
     baselines = spec.baselines
     return ([bootstrap] if spec.bootstrap is not None else []) + [prepare, warmup, label, adapt] + (
         [baseline_revisers] if baselines and baselines.revisers else []) + [internal, external] + (
@@ -17,4 +18,4 @@ def modules(spec) -> list:
 
 
 def stages(spec) -> list[Stage]:
-    return [from_module(mod, spec) for mod in modules(spec)]
+    return [mod.stage(spec) for mod in modules(spec)]

@@ -7,12 +7,17 @@ on its refinement chains."""
 
 from __future__ import annotations
 
-from seft.stages import Stage, from_module
-from seft.stages import bootstrap, evaluate_refinement, meta_skill, meta_skill_dpo, prepare, self_round
+from seft.stages import Stage, bootstrap, prepare
+from seft.stages.self_evolution import evaluate, meta_skill, meta_skill_dpo
+from seft.stages.self_evolution import round as rounds
+
+
+def modules(spec) -> list:
+    """The recipe's stage modules, in order, but for the rounds (rounds.stage(spec, k))."""
+    return ([bootstrap] if spec.bootstrap is not None else []) + [prepare, meta_skill] + (
+        [meta_skill_dpo] if spec.self_evolution.dpo is not None else [])
 
 
 def stages(spec) -> list[Stage]:
-    modules = ([bootstrap] if spec.bootstrap is not None else []) + [prepare, meta_skill] + (
-        [meta_skill_dpo] if spec.self_evolution.dpo is not None else [])
-    rounds = [self_round.stage(spec, k) for k in range(1, spec.self_evolution.rounds + 1)]
-    return [from_module(m, spec) for m in modules] + rounds + [from_module(evaluate_refinement, spec)]
+    return ([mod.stage(spec) for mod in modules(spec)]
+            + [rounds.stage(spec, k) for k in range(1, spec.self_evolution.rounds + 1)] + [evaluate.stage(spec)])

@@ -1,17 +1,26 @@
-"""Stages: each module has a config slice (params), declared inputs, declared services and
-trainings, and one run(ctx).
+"""Stages. A stage module declares one stage (`stage(spec) -> Stage`) and defines its `run(ctx)`.
 
-A stage reads earlier artifacts through ctx.input(), reaches its declared services only through
-the gRPC clients (ctx.services() gives their endpoints), runs its declared trainings with
-ctx.train() (last), and writes its outputs under ctx.out. The executor publishes ctx.out as the
-stage's artifact with its manifest. Declaring services and trainings up front is what lets the
-Kubernetes operator create Deployments and PyTorchJobs for a stage without running its code."""
+The declaration says everything an executor needs without running the stage's code: the spec
+fields run() reads, the earlier stages whose artifacts it reads, the services it calls and the
+trainings that follow it. From those come the stage's parameters (what its skip fingerprint
+hashes) and its inputs, so a declaration cannot drift from the fingerprint. run() reads artifacts
+with ctx.input(), reaches services only through the gRPC clients (ctx.services() gives their
+endpoints) and writes files under ctx.out; the executor then runs the declared trainings (each
+makes the HF model directory <stage>/<name>) and publishes ctx.out with its manifest. The
+Kubernetes operator reads the same declarations to create Deployments and training jobs.
+docs/architecture.md has the whole picture."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from seft.errors import SeftError
 
 if TYPE_CHECKING:
     from seft.spec import Critic, PipelineSpec, Training
@@ -34,13 +43,13 @@ class ServiceSpec:
     kind: str  # generator | reviser | critic | labeller
     model: Ref | None = None
     label_first: bool = True  # reviser: the adaptive (label-first) format
-    critic: "Critic | None" = None  # critic / labeller backend
+    critic: "Critic | None" = None  # critic / labeller backend; a generator's, for self-refinement
 
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """A `seft train` job of a stage: fine-tune `model` on `data` (a file in the stage's own
-    output); the result is the HF model directory <stage>/<name>."""
+    """A `seft train` job that follows a stage's run(): fine-tune `model` on `data` (a file in the
+    stage's own output); the result is the HF model directory <stage>/<name>."""
 
     model: Ref
     data: str
@@ -49,19 +58,81 @@ class TrainSpec:
     method: str = "sft"  # sft on {prompt, completion}; dpo / orpo on {prompt, chosen, rejected}
     beta: float = 0.1  # dpo's beta, orpo's lambda
 
-    def options(self) -> dict:
-        """The TrainJob fields that come from the stage rather than from its Training."""
-        return {"add_tokens": list(self.add_tokens), "method": self.method, "beta": self.beta}
-
 
 @dataclass(frozen=True)
 class Stage:
+    """One stage, declared. `reads`: dotted spec fields run() reads (ctx.spec refuses others);
+    `inputs`: earlier stages whose artifacts run() reads, besides those its Refs name; `files`:
+    files named in the spec whose content is a parameter."""
+
     name: str
-    inputs: tuple[str, ...]
-    params: Callable[["PipelineSpec"], dict]
     run: Callable[..., dict]  # run(ctx) -> summary (lands in the manifest and the report)
+    reads: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
     services: dict[str, ServiceSpec] = field(default_factory=dict)
     trainings: dict[str, TrainSpec] = field(default_factory=dict)
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """Every stage whose artifact this one reads: the declared inputs and the stages its
+        services' and trainings' models come from (never itself)."""
+        refs = [s.model for s in self.services.values()] + [t.model for t in self.trainings.values()]
+        implied = [r.stage for r in refs if r is not None and r.stage not in (None, self.name)]
+        return tuple(dict.fromkeys([*self.inputs, *implied]))
+
+    def params(self, spec: "PipelineSpec") -> dict:
+        """What the stage's output depends on besides its inputs' content."""
+        from seft.storage import local_path, sha256_file
+
+        return plain({"seed": spec.seed, "reads": {f: setting(spec, f) for f in self.reads},
+                      "files": {f: sha256_file(local_path(f)) for f in self.files},
+                      "services": self.services, "trainings": self.trainings})
+
+
+def plain(value: Any) -> Any:
+    """JSON-ready: dataclasses and pydantic models as dicts, tuples as lists."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def setting(spec: Any, dotted: str) -> Any:
+    """spec.a.b for 'a.b'."""
+    value = spec
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+# What any stage may read without declaring it: none of it changes a stage's output.
+UNDECLARED_OK = ("name", "seed", "services", "store", "cluster")  # the seed is in every fingerprint
+
+
+class SpecView:
+    """The spec as a stage's run() sees it: a read of a field the stage did not declare fails,
+    so every setting that shapes the output is in its fingerprint."""
+
+    def __init__(self, spec: Any, stage: str, reads: tuple[str, ...], path: str = ""):
+        self._spec, self._stage, self._reads, self._path = spec, stage, reads, path
+
+    def __getattr__(self, attr: str) -> Any:
+        dotted = f"{self._path}{attr}"
+        value = getattr(self._spec, attr)
+        if dotted in UNDECLARED_OK or any(dotted == r or dotted.startswith(r + ".") for r in self._reads):
+            return value
+        if any(r.startswith(dotted + ".") for r in self._reads):  # on the way to a declared field
+            return SpecView(value, self._stage, self._reads, dotted + ".")
+        raise SeftError(f"stage {self._stage!r} reads spec field {dotted!r} without declaring it "
+                        f"(its reads: {', '.join(self._reads) or 'none'})")
 
 
 def service_env(name: str) -> str:
@@ -74,8 +145,3 @@ def model_ref(spec: "PipelineSpec", role: str) -> Ref:
     if spec.bootstrap is not None:
         return Ref("bootstrap", {"reviser_base": "generator"}.get(role, role))
     return Ref(None, getattr(spec.models, role))
-
-
-def from_module(mod, spec: "PipelineSpec") -> Stage:
-    """The Stage of a stage module (NAME, inputs, params, run, services, trainings) for a spec."""
-    return Stage(mod.NAME, mod.inputs(spec), mod.params, mod.run, mod.services(spec), mod.trainings(spec))

@@ -17,33 +17,20 @@ from __future__ import annotations
 from itertools import chain
 
 from seft.records import RevisionSample, SFTExample, messages, read_jsonl, write_jsonl
-from seft.stages import TrainSpec, model_ref
+from seft.stages import Stage, TrainSpec, model_ref
 
-NAME = "baseline_policies"
 FROM_EXTERNAL = ("sft_generator", "external_only")  # made from the external stage's data
 PREFERENCE = ("dpo", "orpo")  # trained on pairs with TRL
 
 
-def inputs(spec) -> tuple[str, ...]:
-    needs_external = any(p in FROM_EXTERNAL for p in spec.baselines.policies)
-    return ("prepare",) + (("external",) if needs_external else ()) + (("bootstrap",) if spec.bootstrap else ())
-
-
-def services(spec) -> dict:
-    return {}
-
-
-def trainings(spec) -> dict[str, TrainSpec]:
-    return {name: TrainSpec(model_ref(spec, "policy"), f"{name}.jsonl",
-                            getattr(spec.baselines.training, name) or spec.policy_training,
-                            method=name if name in PREFERENCE else "sft", beta=spec.baselines.beta)
-            for name in spec.baselines.policies}
-
-
-def params(spec) -> dict:
-    return {"policies": spec.baselines.policies, "beta": spec.baselines.beta, "seed": spec.seed,
-            "training": {name: t.training.model_dump() for name, t in trainings(spec).items()},
-            "policy": None if spec.bootstrap else spec.models.policy}
+def stage(spec) -> Stage:
+    wanted = spec.baselines.policies
+    return Stage("baseline_policies", run, reads=("baselines.policies",),
+                 inputs=("prepare",) + (("external",) if set(wanted) & set(FROM_EXTERNAL) else ()), trainings={
+        name: TrainSpec(model_ref(spec, "policy"), f"{name}.jsonl",
+                        getattr(spec.baselines.training, name) or spec.policy_training,
+                        method=name if name in PREFERENCE else "sft", beta=spec.baselines.beta)
+        for name in wanted})
 
 
 def _answer(text: str) -> list[dict]:
@@ -78,5 +65,4 @@ def run(ctx) -> dict:
     if "external_only" in wanted:  # exactly the data the external stage trained on
         counts["external_only"] = write_jsonl(out / "external_only.jsonl",
                                               read_jsonl(ctx.input("external") / "train.jsonl"))
-    ctx.train()
     return {"examples": counts}

@@ -11,36 +11,22 @@ The third baseline, the preliminary reviser, is the warmup stage's."""
 from __future__ import annotations
 
 from seft.chat import reviser_example
-from seft.labelling import Label, uniform
+from seft.labelling import LABEL_TOKENS, Label, uniform
 from seft.records import RevisionSample, messages, read_jsonl, write_jsonl
-from seft.stages import Ref, TrainSpec
-from seft.stages.adapt import LABEL_TOKENS
-
-NAME = "baseline_revisers"
+from seft.stages import Ref, Stage, TrainSpec
 
 
-def inputs(spec) -> tuple[str, ...]:
-    return ("prepare", "warmup")
-
-
-def services(spec) -> dict:
-    return {}
+def stage(spec) -> Stage:
+    return Stage("baseline_revisers", run, reads=("baselines.revisers", "baselines.no_revise_share"),
+                 inputs=("prepare",), trainings={
+        name: TrainSpec(Ref("warmup", "reviser"), f"{name}.jsonl", spec.reviser_training,
+                        add_tokens=LABEL_TOKENS if emits_labels(name) else ())
+        for name in spec.baselines.revisers})
 
 
 def emits_labels(name: str) -> bool:
     """Whether baseline reviser `name` answers label first (served so, trained with label tokens)."""
     return name == "label"
-
-
-def trainings(spec) -> dict[str, TrainSpec]:
-    return {name: TrainSpec(Ref("warmup", "reviser"), f"{name}.jsonl", spec.reviser_training,
-                            add_tokens=LABEL_TOKENS if emits_labels(name) else ())
-            for name in spec.baselines.revisers}
-
-
-def params(spec) -> dict:
-    return {"revisers": spec.baselines.revisers, "no_revise_share": spec.baselines.no_revise_share,
-            "training": spec.reviser_training.model_dump(), "seed": spec.seed}
 
 
 def rank_label(rank: int, seed: int, sample_id: str, no_revise_share: float) -> Label:
@@ -65,7 +51,5 @@ def run(ctx) -> dict:
     samples = list(read_jsonl(ctx.input("prepare") / "adaptive.jsonl", RevisionSample))
     build = {"aligner": aligner_example,
              "label": lambda s: label_example(s, spec.seed, spec.baselines.no_revise_share)}
-    counts = {name: write_jsonl(ctx.out / f"{name}.jsonl", (build[name](s) for s in samples))
-              for name in spec.baselines.revisers}
-    ctx.train()
-    return {"examples": counts}
+    return {"examples": {name: write_jsonl(ctx.out / f"{name}.jsonl", (build[name](s) for s in samples))
+                         for name in spec.baselines.revisers}}

@@ -11,36 +11,18 @@ import random
 
 from seft import refinement
 from seft.records import PreferenceRecord, PromptRecord, SFTExample, write_jsonl
-from seft.stages import Ref, TrainSpec
+from seft.stages import Ref, Stage, TrainSpec
 from seft.tasks import FEEDBACK_WORDS, sorting, spelling
 from seft.tinymodel import build_model, build_tokenizer
 
-NAME = "bootstrap"
 TASKS = {"sort": sorting, "spell": spelling}
 
 
-def inputs(spec) -> tuple[str, ...]:
-    return ()
-
-
-def services(spec) -> dict:
-    return {}
-
-
-def trainings(spec) -> dict[str, TrainSpec]:
-    base, cfg = Ref(NAME, "base"), spec.bootstrap
-    return {"policy": TrainSpec(base, "sft_policy.jsonl", cfg.policy_training),
-            "generator": TrainSpec(base, "sft_generator.jsonl", cfg.generator_training)}
-
-
-def refines(spec) -> bool:
-    """SELF and EVOLVE's models refine their own answers: the tokenizer needs those words too."""
-    return spec.recipe in ("self", "evolve")
-
-
-def params(spec) -> dict:
-    out = {"bootstrap": spec.bootstrap.model_dump(), "seed": spec.seed}
-    return {**out, "refinement_words": True} if refines(spec) else out
+def stage(spec) -> Stage:
+    base, cfg = Ref("bootstrap", "base"), spec.bootstrap
+    return Stage("bootstrap", run, reads=("bootstrap", "refines"), trainings={
+        "policy": TrainSpec(base, "sft_policy.jsonl", cfg.policy_training),
+        "generator": TrainSpec(base, "sft_generator.jsonl", cfg.generator_training)})
 
 
 def _sft(task, rng: random.Random, n: int, ranks: list[int]) -> list[SFTExample]:
@@ -68,8 +50,7 @@ def run(ctx) -> dict:
     write_jsonl(out / "sft_policy.jsonl", _sft(task, rng, cfg.preference_prompts, cfg.policy_ranks))
     write_jsonl(out / "sft_generator.jsonl", _sft(task, rng, cfg.preference_prompts, cfg.generator_ranks))
 
-    words = task.corpus_words() + (refinement.format_words() + FEEDBACK_WORDS if refines(ctx.spec) else [])
+    words = task.corpus_words() + (refinement.format_words() + FEEDBACK_WORDS if ctx.spec.refines else [])
     tokenizer = build_tokenizer(words)
     build_model(tokenizer, cfg.model, ctx.spec.seed, out / "base")
-    ctx.train()
     return {"preference": len(preference), "prompts": len(prompts), "vocab": len(tokenizer)}

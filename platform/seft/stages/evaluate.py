@@ -1,4 +1,4 @@
-"""evaluate: the paper's metrics (DESIGN.md step 7) on the held-out split.
+"""evaluate: the paper's metrics on the held-out split.
 
 Revisers (preliminary, adaptive, and the baseline revisers when the spec has them) revise every
 test original of ranks 0..6; each critic scores originals and revisions: mean benefit,
@@ -17,10 +17,9 @@ from seft.errors import SeftError
 from seft.judge import judge_from_spec, question_text
 from seft.metrics import improvement_rate, mean_benefit, reviser_by_rank, win_rate
 from seft.records import RevisionSample, messages, read_jsonl, write_jsonl
-from seft.stages import Ref, ServiceSpec, model_ref
+from seft.stages import Ref, ServiceSpec, Stage, model_ref
 from seft.stages.baseline_revisers import emits_labels
 
-NAME = "evaluate"
 CLAIM_RANKS = (0, 1)  # the paper's central claim: the adaptive reviser keeps strong originals strong
 
 
@@ -40,26 +39,17 @@ def policies(spec) -> dict[str, Ref]:
     return out | {"internal": Ref("internal", "policy"), "external": Ref("external", "policy")}
 
 
-def inputs(spec) -> tuple[str, ...]:
-    stages = {ref.stage for ref, _ in revisers(spec).values()} | {ref.stage for ref in policies(spec).values()}
-    return ("prepare",) + tuple(sorted(stages - {None, "prepare"}))
+def stage(spec) -> Stage:
+    services = {f"reviser-{name}": ServiceSpec("reviser", ref, label_first=labels)
+                for name, (ref, labels) in revisers(spec).items()}
+    services |= {f"policy-{name}": ServiceSpec("generator", ref) for name, ref in policies(spec).items()}
+    services |= {f"critic-{c.name}": ServiceSpec("critic", critic=c) for c in spec.critics}
+    return Stage("evaluate", run, reads=("critics", "evaluation"), inputs=("prepare",), services=services)
 
 
-def services(spec) -> dict[str, ServiceSpec]:
-    out = {f"reviser-{name}": ServiceSpec("reviser", ref, label_first=labels)
-           for name, (ref, labels) in revisers(spec).items()}
-    out |= {f"policy-{name}": ServiceSpec("generator", ref) for name, ref in policies(spec).items()}
-    return out | {f"critic-{c.name}": ServiceSpec("critic", critic=c) for c in spec.critics}
-
-
-def trainings(spec) -> dict:
-    return {}
-
-
-def params(spec) -> dict:
-    return {"critics": [c.model_dump() for c in spec.critics], "evaluation": spec.evaluation.model_dump(),
-            "seed": spec.seed, "policy": None if spec.bootstrap else spec.models.policy,
-            "revisers": list(revisers(spec)), "policies": list(policies(spec))}
+def _named(ctx, kind: str) -> list[str]:
+    """The revisers' or policies' names, in the order the declaration has them."""
+    return [key.removeprefix(f"{kind}-") for key in ctx.plan.services if key.startswith(f"{kind}-")]
 
 
 def run(ctx) -> dict:
@@ -76,7 +66,7 @@ def run(ctx) -> dict:
         critics = {c.name: stack.enter_context(CriticClient(ep[f"critic-{c.name}"], batch_size=bs))
                    for c in spec.critics}
         original_rewards = {cname: critic.score(items) for cname, critic in critics.items()}
-        for name in revisers(spec):
+        for name in _named(ctx, "reviser"):
             with (ctx.progress(f"revising test set ({name} reviser)", len(items)) as advance,
                   ReviserClient(ep[f"reviser-{name}"], batch_size=bs) as reviser):
                 revisions = reviser.revise(items, sampling, seed=spec.seed, on_batch=advance)
@@ -91,14 +81,14 @@ def run(ctx) -> dict:
                 metrics["reviser"][name][cname] = reviser_by_rank(rows)
                 rows_out += [{"reviser": name, "critic": cname, "id": s.id, "revision": r.text, **row}
                              for s, r, row in zip(test, revisions, rows)]
-        names = list(revisers(spec))
+        names = _named(ctx, "reviser")
         for cname, by_reviser in revised_rewards.items():  # each pair of revisers on the same originals
             metrics["reviser_pairwise"][cname] = {f"{a} vs {b}": win_rate(by_reviser[a], by_reviser[b])
                                                   for i, a in enumerate(names) for b in names[i + 1:]}
         reference_rewards = {cname: critic.score([(p, h["reference"]) for p, h in zip(prompts, heldout)])
                              for cname, critic in critics.items()}
         answers_by_policy = {}
-        for name in policies(spec):
+        for name in _named(ctx, "policy"):
             with (ctx.progress(f"answering held-out prompts ({name} policy)", len(prompts)) as advance,
                   GeneratorClient(ep[f"policy-{name}"], batch_size=bs) as gen):
                 answers = answers_by_policy[name] = gen.generate(prompts, sampling, seed=spec.seed, on_batch=advance)

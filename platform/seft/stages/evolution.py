@@ -1,6 +1,5 @@
-"""Shared by internal and external evolution (DESIGN.md steps 5-6): a generator answers the
-unlabelled prompts, the adaptive reviser revises the answers, the policy is fine-tuned on
-(prompt, revised)."""
+"""What internal and external evolution share: a generator answers the unlabelled prompts, the
+adaptive reviser revises the answers, and the policy is fine-tuned on (prompt, revised)."""
 
 from __future__ import annotations
 
@@ -8,16 +7,15 @@ from collections import Counter
 
 from seft.client import GeneratorClient, ReviserClient
 from seft.records import SFTExample, read_jsonl, write_jsonl
-from seft.stages import Ref, ServiceSpec, TrainSpec
+from seft.stages import Ref, ServiceSpec, Stage, TrainSpec
 
 
-def services(generator: Ref) -> dict[str, ServiceSpec]:
-    return {"generator": ServiceSpec("generator", generator),
-            "reviser": ServiceSpec("reviser", Ref("adapt", "reviser"))}
-
-
-def trainings(spec, policy: Ref) -> dict[str, TrainSpec]:
-    return {"policy": TrainSpec(policy, "train.jsonl", spec.policy_training)}
+def evolution_stage(spec, name: str, generator: Ref, policy: Ref) -> Stage:
+    """Stage `name`: `generator` answers, the policy trains on from `policy`."""
+    return Stage(name, evolve, reads=("generation", "revision"), inputs=("prepare",),
+                 services={"generator": ServiceSpec("generator", generator),
+                           "reviser": ServiceSpec("reviser", Ref("adapt", "reviser"))},
+                 trainings={"policy": TrainSpec(policy, "train.jsonl", spec.policy_training)})
 
 
 def evolve(ctx) -> dict:
@@ -37,7 +35,6 @@ def evolve(ctx) -> dict:
     write_jsonl(ctx.out / "train.jsonl", (
         SFTExample(prompt=p, completion=[{"role": "assistant", "content": v.text}])
         for p, v in zip(prompts, revisions) if v.text.strip()))
-    ctx.train()
     labels = Counter(v.label.short if v.label else "none" for v in revisions)
     return {"prompts": len(prompts), "revised_share": sum(v.revised for v in revisions) / len(revisions),
             "labels": {k: labels[k] / len(revisions) for k in ("major", "minor", "no")}}

@@ -1,29 +1,9 @@
-"""external: the external generator's answers, revised, fine-tune the policy further
-(DESIGN.md step 6), starting from the internal stage's policy."""
+"""external: the external generator's answers, revised by the adaptive reviser, fine-tune the
+policy further, from the internal stage's policy."""
 
-from seft.stages import Ref, model_ref
-from seft.stages import evolution
-
-NAME = "external"
+from seft.stages import Ref, Stage, model_ref
+from seft.stages.evolution import evolution_stage
 
 
-def inputs(spec) -> tuple[str, ...]:
-    return ("prepare", "adapt", "internal") + (("bootstrap",) if spec.bootstrap else ())
-
-
-def services(spec) -> dict:
-    return evolution.services(generator=model_ref(spec, "generator"))
-
-
-def trainings(spec) -> dict:
-    return evolution.trainings(spec, policy=Ref("internal", "policy"))
-
-
-def params(spec) -> dict:
-    return {"training": spec.policy_training.model_dump(), "generation": spec.generation.model_dump(),
-            "revision": spec.revision.model_dump(), "seed": spec.seed,
-            "generator": None if spec.bootstrap else spec.models.generator}
-
-
-def run(ctx) -> dict:
-    return evolution.evolve(ctx)
+def stage(spec) -> Stage:
+    return evolution_stage(spec, "external", generator=model_ref(spec, "generator"), policy=Ref("internal", "policy"))

@@ -1,5 +1,6 @@
 """label: the preliminary reviser revises every adaptive-split original; the labeller scores
-original and revision with the critic and applies the alpha / beta / p rule (DESIGN.md step 3)."""
+original and revision with the critic and labels each by its benefit (alpha / beta / p: the
+paper's section 3.2, seft.labelling)."""
 
 from __future__ import annotations
 
@@ -8,34 +9,19 @@ from collections import Counter
 from seft.client import LabellerClient, ReviserClient
 from seft.labelling import Label, Rule
 from seft.records import RevisionSample, messages, read_jsonl, write_jsonl
-from seft.stages import Ref, ServiceSpec
-
-NAME = "label"
+from seft.stages import Ref, ServiceSpec, Stage
 
 
-def inputs(spec) -> tuple[str, ...]:
-    return ("prepare", "warmup")
-
-
-def services(spec) -> dict[str, ServiceSpec]:
-    return {"reviser": ServiceSpec("reviser", Ref("warmup", "reviser"), label_first=False),
-            "labeller": ServiceSpec("labeller", critic=spec.labelling_critic)}
-
-
-def trainings(spec) -> dict:
-    return {}
-
-
-def params(spec) -> dict:
-    return {"labelling": spec.labelling.model_dump(), "critic": spec.labelling_critic.model_dump(),
-            "revision": spec.revision.model_dump(), "seed": spec.seed}
+def stage(spec) -> Stage:
+    return Stage("label", run, reads=("labelling", "revision"), inputs=("prepare",), services={
+        "reviser": ServiceSpec("reviser", Ref("warmup", "reviser"), label_first=False),
+        "labeller": ServiceSpec("labeller", critic=spec.labelling_critic)})
 
 
 def run(ctx) -> dict:
-    spec = ctx.spec
+    spec, cfg = ctx.spec, ctx.spec.labelling
     samples = list(read_jsonl(ctx.input("prepare") / "adaptive.jsonl", RevisionSample))
-    rule = Rule(spec.labelling.alpha, spec.labelling.beta, spec.labelling.p,
-                Label.from_name(spec.labelling.relabel_to), spec.seed)
+    rule = Rule(cfg.alpha, cfg.beta, cfg.p, Label.from_name(cfg.relabel_to), spec.seed)
     items = [(messages(s.prompt), s.original) for s in samples]
     with ctx.services() as ep:
         with (ctx.progress("revising (preliminary reviser)", len(items)) as advance,

@@ -1,41 +1,24 @@
-"""prepare: split the preference data into test, warm-up and adaptive splits (DESIGN.md step 1).
+"""prepare: split the preference data into test, warm-up and adaptive splits (3:7 between the
+last two).
 
 Warm-up and adaptive samples pair an original (a random one of `data.original_ranks`, 1..6 by
-default) with the target (rank 0). The test split keeps every rank 0..6 as an original, for evaluation per rank, and its
-prompts (with the rank-0 response as reference) are the held-out prompts for the policy."""
+default) with the target (rank 0). The test split keeps every rank 0..6 as an original, for
+evaluation per rank, and its prompts (with the rank-0 response as reference) are the held-out
+prompts for the policy."""
 
 from __future__ import annotations
 
 import random
 
 from seft.records import PreferenceRecord, PromptRecord, RevisionSample, read_jsonl, write_jsonl
-from seft.storage import sha256_file
-
-NAME = "prepare"
-
-
-def inputs(spec) -> tuple[str, ...]:
-    return ("bootstrap",) if spec.bootstrap else ()
+from seft.stages import Stage
+from seft.storage import local_path
 
 
-def services(spec) -> dict:
-    return {}
-
-
-def trainings(spec) -> dict:
-    return {}
-
-
-def params(spec) -> dict:
-    out = {"data": spec.data.model_dump(), "seed": spec.seed}
-    if spec.bootstrap is None:  # external files: their content is an input
-        out["sha256"] = {k: sha256_file(_path(getattr(spec.data, k))) for k in ("preference", "prompts")}
-    return out
-
-
-def _path(uri: str):
-    from pathlib import Path
-    return Path(uri.removeprefix("file://"))
+def stage(spec) -> Stage:
+    if spec.bootstrap is not None:  # bootstrap made the data
+        return Stage("prepare", run, reads=("data", "bootstrap"), inputs=("bootstrap",))
+    return Stage("prepare", run, reads=("data", "bootstrap"), files=(spec.data.preference, spec.data.prompts))
 
 
 def _sample(rec: PreferenceRecord, original, sample_id: str) -> RevisionSample:
@@ -44,31 +27,31 @@ def _sample(rec: PreferenceRecord, original, sample_id: str) -> RevisionSample:
 
 
 def run(ctx) -> dict:
-    spec, out = ctx.spec, ctx.out
+    spec, out, cfg = ctx.spec, ctx.out, ctx.spec.data
     if spec.bootstrap:
         pref_path, prompts_path = ctx.input("bootstrap") / "preference.jsonl", ctx.input("bootstrap") / "prompts.jsonl"
     else:
-        pref_path, prompts_path = _path(spec.data.preference), _path(spec.data.prompts)
+        pref_path, prompts_path = local_path(cfg.preference), local_path(cfg.prompts)
     records = list(read_jsonl(pref_path, PreferenceRecord))
-    if len(records) <= spec.data.test_size + 1:
-        raise ValueError(f"data.test_size {spec.data.test_size} leaves no training data "
+    if len(records) <= cfg.test_size + 1:
+        raise ValueError(f"data.test_size {cfg.test_size} leaves no training data "
                          f"({len(records)} preference records in {pref_path})")
     rng = random.Random(spec.seed)
     rng.shuffle(records)
-    test, train = records[:spec.data.test_size], records[spec.data.test_size:]
-    n_warmup = max(1, round(len(train) * spec.data.warmup_fraction))
+    test, train = records[:cfg.test_size], records[cfg.test_size:]
+    n_warmup = max(1, round(len(train) * cfg.warmup_fraction))
 
     def paired(recs):
         out = []
         for r in recs:
-            choices = [resp for resp in r.responses if resp.rank in spec.data.original_ranks]
+            choices = [resp for resp in r.responses if resp.rank in cfg.original_ranks]
             if not choices:
                 raise ValueError(f"{pref_path}: record {r.id!r} has none of data.original_ranks "
-                                 f"{spec.data.original_ranks}")
+                                 f"{cfg.original_ranks}")
             out.append(_sample(r, rng.choice(choices), r.id))
         return out
 
-    counts = {
+    return {
         "warmup": write_jsonl(out / "warmup.jsonl", paired(train[:n_warmup])),
         "adaptive": write_jsonl(out / "adaptive.jsonl", paired(train[n_warmup:])),
         "test": write_jsonl(out / "test.jsonl", (_sample(r, resp, f"{r.id}-r{resp.rank}")
@@ -78,4 +61,3 @@ def run(ctx) -> dict:
             for r in test)),
         "prompts": write_jsonl(out / "prompts.jsonl", read_jsonl(prompts_path, PromptRecord)),
     }
-    return counts

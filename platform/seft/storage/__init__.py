@@ -8,8 +8,35 @@ from seft.errors import SeftError
 from seft.storage.base import (MANIFEST, Store, describe_files, fingerprint, join, manifest_digest, sha256_file,
                                validate_key, write_atomic)
 
-__all__ = ["MANIFEST", "Store", "describe_files", "fingerprint", "localize", "manifest_digest", "open_store",
-           "sha256_file", "validate_key", "write_atomic"]
+__all__ = ["FILE", "MANIFEST", "S3", "Store", "describe_files", "fingerprint", "is_local", "local_path", "localize",
+           "manifest_digest", "open_store", "sha256_file", "split_uri", "validate_key", "write_atomic"]
+
+FILE, S3 = "file://", "s3://"  # the two kinds of store; this module is the one place that parses them
+
+
+def is_local(uri: str) -> bool:
+    return uri.startswith(FILE)
+
+
+def local_path(location: str) -> Path:
+    """A file or store on this machine, named by a path or a file:// URI."""
+    return Path(location.removeprefix(FILE) or ".")
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """(the store's root URI, the key in it) of a URI given on a command line:
+    s3://BUCKET/KEY, file:///ABS/PATH or file://REL/PATH. The key is validated before any
+    connection is made."""
+    if uri.startswith(S3):
+        bucket, _, key = uri[len(S3):].partition("/")
+        root = S3 + bucket
+    elif is_local(uri):
+        path = uri[len(FILE):]
+        root, key = (FILE + "/", path.lstrip("/")) if path.startswith("/") else (FILE + ".", path)
+    else:
+        raise SeftError(f"{uri!r}: expected a store URI, file://PATH or s3://BUCKET/KEY")
+    key = key.strip("/")
+    return root, validate_key(key) if key else key
 
 
 def localize(store: Store, key: str, scratch: Path) -> Path:
@@ -39,15 +66,15 @@ def open_store(cfg, prefix: str = "", scratch: Path | None = None) -> Store:
     if prefix:
         validate_key(prefix)
     uri = cfg.uri
-    if uri.startswith("file://"):
+    if is_local(uri):
         from seft.storage.local import FileStore
 
-        root = Path(uri[len("file://"):] or ".")
+        root = local_path(uri)
         return FileStore(root / prefix if prefix else root)
-    if uri.startswith("s3://"):
+    if uri.startswith(S3):
         from seft.storage.s3 import S3Store
 
-        bucket, _, base = uri[len("s3://"):].partition("/")
+        bucket, _, base = uri[len(S3):].partition("/")
         base = base.strip("/")
         if base:
             validate_key(base)

@@ -137,3 +137,25 @@ class Store(ABC):
     @abstractmethod
     def remove(self, prefix: str) -> int:
         """Remove every object under prefix; returns how many."""
+
+    def download_tree(self, key: str, dest: Path) -> int:
+        """Copy the object `key` (to `dest`, or into it if it is a directory) or every object
+        under the prefix `key` (into `dest`, keeping their paths below `key`); returns how many."""
+        objects = [name for name, _ in self.list(key)]
+        if objects == [key]:
+            self.download(key, dest / Path(key).name if dest.is_dir() else dest)
+        else:
+            for name in objects:
+                self.download(name, dest / Path(name).relative_to(key))
+        return len(objects)
+
+    def upload_tree(self, src: Path, key: str) -> int:
+        """Copy the file `src` to `key`, or every file under the directory `src` under the prefix
+        `key`; returns how many."""
+        if src.is_file():
+            self.upload(src, key)
+            return 1
+        files = sorted(p for p in src.rglob("*") if p.is_file())
+        for path in files:
+            self.upload(path, join(key, path.relative_to(src).as_posix()))
+        return len(files)

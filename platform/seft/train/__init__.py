@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from seft.spec import StoreConfig, Training
 
+if TYPE_CHECKING:
+    from seft.stages import TrainSpec
+
 DEEPSPEED_CONFIGS = Path(__file__).parent / "deepspeed"
+NAMED_DEEPSPEED = ("zero2", "zero3")  # `deepspeed: zero3` is DEEPSPEED_CONFIGS/zero3.json
 
 
 class TrainJob(Training):
@@ -35,10 +38,16 @@ class TrainJob(Training):
         return ("prompt", "completion") if self.method == "sft" else ("prompt", "chosen", "rejected")
 
     def deepspeed_config(self) -> str | None:
-        if self.deepspeed is None:
-            return None
-        named = DEEPSPEED_CONFIGS / f"{self.deepspeed}.json"
-        return str(named) if named.exists() else self.deepspeed
+        if self.deepspeed in NAMED_DEEPSPEED:
+            return str(DEEPSPEED_CONFIGS / f"{self.deepspeed}.json")
+        return self.deepspeed
+
+
+def train_job(train: "TrainSpec", seed: int, model: str, data: str, output_dir: str, **fields) -> TrainJob:
+    """The TrainJob of a stage's training, for either executor: local paths for `seft run`, store
+    URIs (with `store=`) for a training pod."""
+    return TrainJob(**train.training.model_dump(), model=model, data=data, output_dir=output_dir, seed=seed,
+                    method=train.method, beta=train.beta, add_tokens=list(train.add_tokens), **fields)
 
 
 def torchrun_command(config_path: Path, nproc_per_node: int) -> list[str]:

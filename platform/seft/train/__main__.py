@@ -56,40 +56,20 @@ def train(job: TrainJob) -> dict:
     if os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     ds_config = job.deepspeed_config()
-    if ds_config:  # before anything else touches torch.distributed (NOTES.md)
+    if ds_config:  # before anything else touches torch.distributed (DeepSpeed on CPU needs it)
         import deepspeed
         deepspeed.init_distributed()
 
     from datasets import load_dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
 
     from seft.chat import encode_example
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    accumulation = job.batch_size // (job.per_device_batch_size * world)
-    if accumulation < 1 or job.batch_size % (job.per_device_batch_size * world):
-        raise SeftError(f"batch_size {job.batch_size} is not a multiple of per_device_batch_size "
-                        f"{job.per_device_batch_size} x {world} processes")
     # Local paths first: the Trainer makes directories under output_dir, which must not be a URI.
     job, publish = localize_job(job)
-    common = dict(
-        output_dir=job.output_dir, per_device_train_batch_size=job.per_device_batch_size,
-        gradient_accumulation_steps=accumulation, learning_rate=job.learning_rate,
-        lr_scheduler_type=job.lr_scheduler, num_train_epochs=job.epochs,
-        max_steps=job.max_steps or -1, warmup_steps=job.warmup_ratio, weight_decay=job.weight_decay,
-        logging_steps=job.logging_steps, save_strategy="no", report_to=[], seed=job.seed,
-        data_seed=job.seed, bf16=job.bf16, deepspeed=ds_config, use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=True, dataloader_num_workers=0)
     # The arguments before from_pretrained: ZeRO-3 shards weights as they load.
-    if job.method == "sft":
-        args = TrainingArguments(**common, remove_unused_columns=False)
-    elif job.method == "dpo":
-        from trl import DPOConfig
-        args = DPOConfig(**common, beta=job.beta, max_length=job.max_length)
-    else:
-        from trl.experimental.orpo import ORPOConfig
-        args = ORPOConfig(**common, beta=job.beta, max_length=job.max_length)
-
+    args = training_arguments(job, world, ds_config, use_cpu=not torch.cuda.is_available())
     tokenizer = AutoTokenizer.from_pretrained(job.model)
     # Single tokens: one forward pass scores the labels, and vLLM can stop at [No Revise].
     added = tokenizer.add_tokens(job.add_tokens, special_tokens=True) if job.add_tokens else 0
@@ -125,6 +105,31 @@ def train(job: TrainJob) -> dict:
         if publish:
             publish(summary)
     return summary
+
+
+def training_arguments(job: TrainJob, world: int, ds_config: str | None, use_cpu: bool):
+    """The one place a TrainJob becomes HF TrainingArguments (sft) or TRL's config (dpo, orpo)."""
+    from transformers import TrainingArguments
+
+    per_step = job.per_device_batch_size * world
+    if job.batch_size % per_step:
+        raise SeftError(f"batch_size {job.batch_size} is not a multiple of per_device_batch_size "
+                        f"{job.per_device_batch_size} x {world} processes")
+    common = dict(
+        output_dir=job.output_dir, per_device_train_batch_size=job.per_device_batch_size,
+        gradient_accumulation_steps=job.batch_size // per_step, learning_rate=job.learning_rate,
+        lr_scheduler_type=job.lr_scheduler, num_train_epochs=job.epochs, max_steps=job.max_steps or -1,
+        warmup_steps=job.warmup_ratio,  # transformers 5: a float below 1 is a share of the steps
+        weight_decay=job.weight_decay, logging_steps=job.logging_steps, save_strategy="no", report_to=[],
+        seed=job.seed, data_seed=job.seed, bf16=job.bf16, deepspeed=ds_config, use_cpu=use_cpu,
+        disable_tqdm=True, dataloader_num_workers=0)
+    if job.method == "sft":
+        return TrainingArguments(**common, remove_unused_columns=False)
+    if job.method == "dpo":
+        from trl import DPOConfig
+        return DPOConfig(**common, beta=job.beta, max_length=job.max_length)
+    from trl.experimental.orpo import ORPOConfig
+    return ORPOConfig(**common, beta=job.beta, max_length=job.max_length)
 
 
 def preference_trainer(method: str):

@@ -3,19 +3,19 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import threading
 
+from seft.callables import load_callable
+
 
 class RuleCritic:
     def __init__(self, path: str):
-        module_name, _, attr = path.partition(":")
         try:
-            self.fn = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"rule critic {path!r}: cannot import: {exc}") from None
+            self.fn = load_callable(path)
+        except ValueError as exc:
+            raise ValueError(f"rule critic {exc}") from None
 
     def score(self, items: list[tuple[list[dict], str]]) -> list[float]:
         rewards = [float(self.fn(prompt, response)) for prompt, response in items]

@@ -1,5 +1,5 @@
 """`openai` backend for generators and revisers: an OpenAI-compatible completions server, in a
-pod vLLM's, running as a sidecar (NOTES.md: vLLM stays out of this process).
+pod vLLM's, running as a sidecar: vLLM, with its own pinned torch, stays out of this process.
 
 Token ids go both ways, so serving matches the transformers backend exactly: prompts are rendered
 and tokenized here with the model's own chat template (seft.chat), as in training, and the

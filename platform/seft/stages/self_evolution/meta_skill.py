@@ -6,48 +6,31 @@ adaptive samples with the teacher `self_evolution.feedback`."""
 
 from __future__ import annotations
 
+from seft.callables import load_callable
 from seft.errors import SeftError
 from seft.refinement import MetaSkillRecord, corpus_from_samples, meta_skill_examples
 from seft.records import RevisionSample, read_jsonl, write_jsonl
-from seft.stages import TrainSpec, model_ref
-from seft.storage import sha256_file
-
-NAME = "meta_skill"
+from seft.stages import Stage, TrainSpec, model_ref
+from seft.storage import local_path
 
 
 def training(spec):
     return spec.self_evolution.training or spec.policy_training
 
 
-def inputs(spec) -> tuple[str, ...]:
-    return ("prepare",) + (("bootstrap",) if spec.bootstrap else ())
-
-
-def services(spec) -> dict:
-    return {}
-
-
-def trainings(spec) -> dict[str, TrainSpec]:
-    return {"policy": TrainSpec(model_ref(spec, "policy"), "train.jsonl", training(spec))}
-
-
-def params(spec) -> dict:
+def stage(spec) -> Stage:
     evo = spec.self_evolution
-    out = {"training": training(spec).model_dump(), "feedback": evo.feedback, "seed": spec.seed,
-           "policy": None if spec.bootstrap else spec.models.policy}
-    if evo.corpus:  # an external file: its content is an input
-        out["corpus"] = sha256_file(evo.corpus.removeprefix("file://"))
-    return out
+    return Stage("meta_skill", run, reads=("self_evolution.corpus", "self_evolution.feedback"), inputs=("prepare",),
+                 files=(evo.corpus,) if evo.corpus else (),  # an external file: its content is an input
+                 trainings={"policy": TrainSpec(model_ref(spec, "policy"), "train.jsonl", training(spec))})
 
 
-def teacher(spec):
+def teacher(path: str | None):
     """self_evolution.feedback, imported (the same 'package.module:function' form as a rule critic)."""
-    if spec.self_evolution.feedback is None:
+    if path is None:
         return None
-    from seft_services.backends.critics import RuleCritic
-
     try:
-        return RuleCritic(spec.self_evolution.feedback).fn
+        return load_callable(path)
     except ValueError as exc:
         raise SeftError(f"self_evolution.feedback: {exc}") from None
 
@@ -55,12 +38,11 @@ def teacher(spec):
 def run(ctx) -> dict:
     evo = ctx.spec.self_evolution
     if evo.corpus:
-        corpus = list(read_jsonl(evo.corpus.removeprefix("file://"), MetaSkillRecord))
+        corpus = list(read_jsonl(local_path(evo.corpus), MetaSkillRecord))
     else:
         samples = [s for split in ("warmup", "adaptive")
                    for s in read_jsonl(ctx.input("prepare") / f"{split}.jsonl", RevisionSample)]
-        corpus = corpus_from_samples(samples, teacher(ctx.spec))
+        corpus = corpus_from_samples(samples, teacher(evo.feedback))
     write_jsonl(ctx.out / "corpus.jsonl", corpus)
     n = write_jsonl(ctx.out / "train.jsonl", meta_skill_examples(corpus))
-    ctx.train()
     return {"corpus": len(corpus), "examples": n, "with_feedback": sum(r.feedback is not None for r in corpus)}

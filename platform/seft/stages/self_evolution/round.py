@@ -16,6 +16,9 @@ from seft.records import read_jsonl, write_jsonl
 from seft.refinement import final, kept_answer, round_examples, round_pairs
 from seft.stages import Ref, ServiceSpec, Stage, TrainSpec, model_ref
 
+READS = tuple(f"self_evolution.{f}" for f in ("inference", "filter", "min_reward", "accept", "method",
+                                                "reconstruct", "restart")) + ("generation",)
+
 
 def name(k: int) -> str:
     return f"round_{k}"
@@ -29,25 +32,18 @@ def trained_before(spec, k: int) -> str:
 
 
 def stage(spec, k: int) -> Stage:
+    """Round k. Its settings are the ones run() reads, not self_evolution.rounds: adding a round
+    leaves the earlier ones as they are."""
     evo = spec.self_evolution
     last = trained_before(spec, k)
     earlier = tuple(name(i) for i in range(1, k - 1)) if evo.restart else ()
-    inputs = tuple(dict.fromkeys(("prepare", "meta_skill", last) + earlier))
-    inputs += ("bootstrap",) if spec.bootstrap else ()
     dpo = evo.method == "dpo"
     start = model_ref(spec, "policy") if evo.restart else Ref(last, "policy")
     training = TrainSpec(start, "train.jsonl", evo.dpo if dpo else spec.policy_training, method=evo.method,
                          beta=evo.beta)
     generator = ServiceSpec("generator", Ref(last, "policy"), critic=spec.refinement_critic)
-    return Stage(name(k), inputs, partial(params, k=k), partial(run, k=k), {"generator": generator},
-                 {"policy": training})
-
-
-def params(spec, k: int) -> dict:
-    evo = spec.self_evolution
-    return {"round": k, "self_evolution": evo.model_dump(exclude={"rounds", "corpus", "feedback"}),
-            "policy_training": spec.policy_training.model_dump(), "generation": spec.generation.model_dump(),
-            "critic": spec.refinement_critic.model_dump(), "seed": spec.seed}
+    return Stage(name(k), partial(run, k=k), reads=READS, inputs=("prepare", "meta_skill") + earlier,
+                 services={"generator": generator}, trainings={"policy": training})
 
 
 def run(ctx, k: int) -> dict:
@@ -67,7 +63,6 @@ def run(ctx, k: int) -> dict:
         new = [x for p, c, s in zip(prompts, chains, kept) for x in round_examples(p, c, s, evo.reconstruct)]
     write_jsonl(ctx.out / "new.jsonl", new)
     write_jsonl(ctx.out / "train.jsonl", new + _more(ctx, k, len(new)))
-    ctx.train()
 
     def mean(xs):
         xs = [x for x in xs if x is not None]

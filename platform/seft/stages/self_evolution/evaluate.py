@@ -13,10 +13,8 @@ from seft.metrics import win_rate
 from seft.records import read_jsonl, write_jsonl
 from seft.refinement import final
 from seft.spec import Refine
-from seft.stages import Ref, ServiceSpec, model_ref
-from seft.stages import self_round
-
-NAME = "evaluate"
+from seft.stages import Ref, ServiceSpec, Stage, model_ref
+from seft.stages.self_evolution import round as rounds
 
 
 def models(spec) -> dict[str, Ref]:
@@ -25,41 +23,29 @@ def models(spec) -> dict[str, Ref]:
     out = {"initial": model_ref(spec, "policy"), "meta_skill": Ref("meta_skill", "policy")}
     if evo.dpo is not None:
         out["meta_skill_dpo"] = Ref("meta_skill_dpo", "policy")
-    return out | {self_round.name(k): Ref(self_round.name(k), "policy") for k in range(1, evo.rounds + 1)}
+    return out | {rounds.name(k): Ref(rounds.name(k), "policy") for k in range(1, evo.rounds + 1)}
 
 
-def inputs(spec) -> tuple[str, ...]:
-    return ("prepare",) + tuple(sorted({ref.stage for ref in models(spec).values()} - {None, "prepare"}))
-
-
-def services(spec) -> dict[str, ServiceSpec]:
+def stage(spec) -> Stage:
     critic = spec.refinement_critic
-    return {f"policy-{name}": ServiceSpec("generator", ref, critic=critic) for name, ref in models(spec).items()}
-
-
-def trainings(spec) -> dict:
-    return {}
-
-
-def params(spec) -> dict:
-    return {"critic": spec.refinement_critic.model_dump(), "evaluation": spec.evaluation.model_dump(),
-            "rounds": spec.self_evolution.inference.rounds, "seed": spec.seed,
-            "policy": None if spec.bootstrap else spec.models.policy, "models": list(models(spec))}
+    return Stage("evaluate", run, reads=("evaluation", "self_evolution.inference.rounds"), inputs=("prepare",),
+                 services={f"policy-{name}": ServiceSpec("generator", ref, critic=critic)
+                           for name, ref in models(spec).items()})
 
 
 def run(ctx) -> dict:
-    spec = ctx.spec
+    spec, names = ctx.spec, [key.removeprefix("policy-") for key in ctx.plan.services]
     heldout = list(read_jsonl(ctx.input("prepare") / "heldout.jsonl"))
-    prompts, critic = [h["prompt"] for h in heldout], spec.refinement_critic.name
+    prompts, critic = [h["prompt"] for h in heldout], ctx.plan.services[f"policy-{names[0]}"].critic.name
     # the model's own refinement: one greedy answer, every refinement returned
     own = Refine(rounds=spec.self_evolution.inference.rounds, samples=1, keep_best=False)
     metrics: dict = {"critic": critic, "refinement": {}, "policy": {}, "policy_vs_reference": {}}
     rows = []
     with ctx.services() as ep:
         # each generator serves its critic beside it (seft serve generator --critic): it scores the references
-        with CriticClient(ep[f"policy-{next(iter(models(spec)))}"], batch_size=spec.services.batch_size) as scorer:
+        with CriticClient(ep[f"policy-{names[0]}"], batch_size=spec.services.batch_size) as scorer:
             references = scorer.score([(p, h["reference"]) for p, h in zip(prompts, heldout)])
-        for name in models(spec):
+        for name in names:
             with (ctx.progress(f"answering and refining held-out prompts ({name})", len(prompts)) as advance,
                   GeneratorClient(ep[f"policy-{name}"], batch_size=spec.services.batch_size) as gen):
                 chains = gen.refine(prompts, own, spec.evaluation.sampling, seed=spec.seed, on_batch=advance)
@@ -71,8 +57,7 @@ def run(ctx) -> dict:
             metrics["policy_vs_reference"][name] = {critic: win_rate(direct, references)}
             rows += [{"model": name, "id": h["id"], "steps": [vars(s) for s in c]} for h, c in zip(heldout, chains)]
     write_jsonl(ctx.out / "samples.jsonl", rows)
-    names = list(models(spec))
-    first_round, last_round = self_round.name(1), names[-1]
+    first_round, last_round = rounds.name(1), names[-1]
     headline = {"critic": critic,
                 "direct": {n: metrics["refinement"][n]["direct"] for n in names},
                 "refined": {n: metrics["refinement"][n]["refined"] for n in names},

@@ -6,27 +6,12 @@ from __future__ import annotations
 
 from seft.refinement import MetaSkillRecord, Step, round_pairs
 from seft.records import messages, read_jsonl, write_jsonl
-from seft.stages import Ref, TrainSpec
+from seft.stages import Ref, Stage, TrainSpec
 
-NAME = "meta_skill_dpo"
-
-
-def inputs(spec) -> tuple[str, ...]:
-    return ("meta_skill",)
-
-
-def services(spec) -> dict:
-    return {}
-
-
-def trainings(spec) -> dict[str, TrainSpec]:
+def stage(spec) -> Stage:
     evo = spec.self_evolution
-    return {"policy": TrainSpec(Ref("meta_skill", "policy"), "train.jsonl", evo.dpo, method="dpo", beta=evo.beta)}
-
-
-def params(spec) -> dict:
-    evo = spec.self_evolution
-    return {"training": evo.dpo.model_dump(), "beta": evo.beta, "reconstruct": evo.reconstruct}
+    return Stage("meta_skill_dpo", run, reads=("self_evolution.reconstruct",), inputs=("meta_skill",), trainings={
+        "policy": TrainSpec(Ref("meta_skill", "policy"), "train.jsonl", evo.dpo, method="dpo", beta=evo.beta)})
 
 
 def run(ctx) -> dict:
@@ -36,6 +21,4 @@ def run(ctx) -> dict:
         if rec.response != rec.refined:  # the corpus's refinement is better by construction
             chain = [Step(rec.response, reward=0.0), Step(rec.refined, rec.feedback, reward=1.0)]
             pairs += round_pairs(messages(rec.prompt), chain, reconstruct)
-    n = write_jsonl(ctx.out / "train.jsonl", pairs)
-    ctx.train()
-    return {"pairs": n}
+    return {"pairs": write_jsonl(ctx.out / "train.jsonl", pairs)}

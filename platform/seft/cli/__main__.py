@@ -1,0 +1,5 @@
+import sys
+
+from seft.cli import main
+
+sys.exit(main())

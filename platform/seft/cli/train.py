@@ -1,0 +1,29 @@
+"""`seft train`: one training under torchrun (HF Trainer or TRL, optional DeepSpeed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from seft.cli.args import OVERRIDES, positive
+from seft.errors import SeftError
+
+
+def cmd_train(args) -> int:
+    from seft.train import torchrun_command
+
+    if not Path(args.config).exists():
+        raise SeftError(f"--config {args.config!r}: no such file")
+    cmd = torchrun_command(Path(args.config), args.nproc_per_node)
+    for item in args.set:
+        cmd += ["--set", item]
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.execv(cmd[0], cmd)
+
+
+def register(sub) -> None:
+    t = sub.add_parser("train", help="fine-tune under torchrun (HF Trainer, optional DeepSpeed)")
+    t.add_argument("--config", required=True, help="TrainJob YAML/JSON (model, data, output_dir, ...)")
+    t.add_argument("--nproc-per-node", type=positive, default=1)
+    t.add_argument("--set", **OVERRIDES)
+    t.set_defaults(func=cmd_train)

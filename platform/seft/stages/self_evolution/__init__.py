@@ -1,0 +1,1 @@
+"""The stages of SELF and EVOLVE (seft.recipes.self_evolution), after bootstrap and prepare."""

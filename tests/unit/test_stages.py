@@ -1,0 +1,122 @@
+"""The shape every stage has: one declaration per module, named after it; reads of undeclared
+inputs and settings fail; the fingerprint follows what the stage declares; the core's imports."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+from rich.console import Console
+
+from seft.errors import SeftError
+from seft.executors.local import Context, run_pipeline
+from seft.recipes import seft as seft_recipe
+from seft.recipes import self_evolution, stages_for
+from seft.spec import load_spec
+from seft.stages import Stage, TrainSpec
+from seft.stages.self_evolution import round as rounds
+from seft.storage import open_store
+
+from helpers import ROOT
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_each_stage_is_declared_by_the_module_of_its_name(example):
+    spec = load_spec(example)
+    recipe = seft_recipe if spec.recipe == "seft" else self_evolution
+    for mod in recipe.modules(spec):
+        assert mod.stage(spec).name == mod.__name__.rpartition(".")[2]
+        # the old shape's six functions are gone: a declaration says it all
+        assert not {"inputs", "services", "trainings", "params", "NAME"} & set(vars(mod)), mod.__name__
+    if spec.recipe != "seft":
+        assert [rounds.stage(spec, k).name for k in (1, 2)] == ["round_1", "round_2"]
+    names = [s.name for s in stages_for(spec)]
+    assert len(names) == len(set(names))
+    for i, st in enumerate(stages_for(spec)):  # every input is an earlier stage
+        assert set(st.needs) <= set(names[:i]), (st.name, st.needs)
+
+
+def test_a_stage_needs_the_stages_its_models_come_from():
+    spec = load_spec(ROOT / "examples" / "quickstart.yaml")
+    stages = {s.name: s for s in stages_for(spec)}
+    assert stages["adapt"].inputs == ("label",) and set(stages["adapt"].needs) == {"label", "warmup"}
+    assert "bootstrap" in stages["internal"].needs  # the initial policy, named by a Ref only
+    own = Stage("x", lambda ctx: {}, trainings={"m": TrainSpec(stages["adapt"].trainings["reviser"].model, "d", None)})
+    assert own.needs == ("warmup",)
+
+
+def _context(tmp_path, stage: Stage) -> Context:
+    spec = load_spec(ROOT / "examples" / "quickstart.yaml")
+    store = open_store(f"file://{tmp_path}/runs", spec.name)
+    return Context(spec, store, tmp_path, stage, tmp_path / "out", Console(quiet=True))
+
+
+def test_reading_an_undeclared_input_fails_naming_both_stages(tmp_path):
+    ctx = _context(tmp_path, Stage("label", lambda ctx: {}, inputs=("prepare",)))
+    with pytest.raises(SeftError) as err:
+        ctx.input("adapt")
+    assert "stage 'label' reads the artifact of stage 'adapt'" in str(err.value)
+    assert "its inputs: prepare" in str(err.value)
+
+
+def test_reading_an_undeclared_setting_fails_and_declared_ones_read_through(tmp_path):
+    ctx = _context(tmp_path, Stage("label", lambda ctx: {}, reads=("labelling", "evaluation.sampling")))
+    assert ctx.spec.labelling.alpha == 0.05 and ctx.spec.evaluation.sampling.temperature == 0.0
+    assert ctx.spec.seed == 0 and ctx.spec.services.batch_size > 0  # in every fingerprint / no effect on output
+    for read in (lambda s: s.generation, lambda s: s.evaluation.judge, lambda s: s.reviser_training.learning_rate):
+        with pytest.raises(SeftError, match=r"stage 'label' reads spec field '[a-z_.]+' without declaring it"):
+            read(ctx.spec)
+
+
+def test_the_fingerprint_follows_declared_settings_only():
+    base = load_spec(ROOT / "examples" / "quickstart.yaml")
+    label = next(s for s in stages_for(base) if s.name == "label")
+    alpha = load_spec(ROOT / "examples" / "quickstart.yaml", ["labelling.alpha=0.2"])
+    lr = load_spec(ROOT / "examples" / "quickstart.yaml", ["policy_training.learning_rate=0.1"])
+    assert label.params(alpha) != label.params(base) and label.params(lr) == label.params(base)
+    internal = {s.name: s for s in stages_for(lr)}["internal"]  # a training's settings come with it
+    assert internal.params(lr) != next(s for s in stages_for(base) if s.name == "internal").params(base)
+
+
+def test_a_stage_that_reads_an_undeclared_input_fails_in_a_run(tmp_path):
+    spec = load_spec(ROOT / "examples" / "quickstart.yaml", [f"store=file://{tmp_path}/runs"])
+
+    def sneaky(ctx):
+        ctx.input("first")
+        return {}
+
+    first = Stage("first", lambda ctx: (ctx.out / "a.txt").write_text("a") and {})
+    second = Stage("second", sneaky)
+    with pytest.raises(SeftError, match="stage 'second' reads the artifact of stage 'first'"):
+        run_pipeline(spec, [first, second], Console(quiet=True), workdir=tmp_path / "runs")
+    store = open_store(f"file://{tmp_path}/runs", spec.name)
+    assert store.manifest("first") is not None and store.manifest("second") is None
+
+
+def _imports(path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+    return found
+
+
+def test_the_core_never_imports_the_services_or_the_operator():
+    """Layers: seft_services and seft_operator build on seft, never the other way round (their
+    commands reach `seft` through entry points)."""
+    offenders = {str(p.relative_to(ROOT)): sorted(m for m in _imports(p) if m.split(".")[0] in
+                                                  ("seft_services", "seft_operator"))
+                 for p in (ROOT / "platform" / "seft").rglob("*.py")}
+    assert {p: m for p, m in offenders.items() if m} == {}
+    services = {m for p in (ROOT / "services").rglob("*.py") for m in _imports(p)}
+    assert not any(m.startswith("seft_operator") for m in services)
+
+
+def test_no_source_file_sends_the_reader_outside_the_repository():
+    outside = [str(p.relative_to(ROOT)) for d in ("platform", "services", "operators")
+               for p in (ROOT / d).rglob("*.py") if "DESIGN.md" in p.read_text() or "NOTES.md" in p.read_text()]
+    assert outside == []
