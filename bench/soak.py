@@ -12,7 +12,6 @@ import statistics
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -32,7 +31,8 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        examples = [(reviser_prompt(p, " ".join(map(str, nums))), "[Major Revise] 1 2 3") for p, nums in sort_prompts(64)]
+        examples = [(reviser_prompt(p, " ".join(map(str, nums))), "[Major Revise] 1 2 3")
+                    for p, nums in sort_prompts(64)]
         reviser = quick_sft(make_base(work / "base"), examples, work / "reviser", steps=150)
         with Served(work, "reviser", "--model", str(reviser)) as served:
             outcomes: list = []

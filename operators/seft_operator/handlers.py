@@ -21,7 +21,8 @@ import kopf
 
 from seft.errors import SpecError
 from seft.recipes import stages_for
-from seft.spec import PipelineSpec, parse_spec
+from seft.spec import PipelineSpec
+from seft.specfile import parse_spec
 from seft.stages import Ref, Stage
 from seft_operator import GROUP, PLURAL, VERSION, objects, plan
 

@@ -137,7 +137,7 @@ def operator():
 
 def plan_of(doc: dict):
     from seft.recipes import stages_for
-    from seft.spec import parse_spec
+    from seft.specfile import parse_spec
     from seft_operator import plan
 
     spec = parse_spec({"name": doc["metadata"]["name"], **doc["spec"]})

@@ -15,7 +15,7 @@ import yaml
 
 from seft.records import read_jsonl
 from seft.recipes import stages_for
-from seft.spec import load_spec
+from seft.specfile import load_spec
 from seft.stages import Ref
 from seft.storage import open_store
 from seft_operator import objects, plan

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from seft.recipes import stages_for
-from seft.spec import parse_spec
+from seft.specfile import parse_spec
 from seft.stages import Ref
 from seft_operator import objects, plan
 from seft_operator.crd import crd, render

@@ -6,7 +6,7 @@ import yaml
 
 from seft.cli import main
 from seft.errors import SpecError
-from seft.spec import load_spec, parse_spec
+from seft.specfile import load_spec, parse_spec
 
 from helpers import ROOT
 

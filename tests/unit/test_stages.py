@@ -12,7 +12,7 @@ from seft.errors import SeftError
 from seft.executors.local import Context, run_pipeline
 from seft.recipes import seft as seft_recipe
 from seft.recipes import self_evolution, stages_for
-from seft.spec import load_spec
+from seft.specfile import load_spec
 from seft.stages import Stage, TrainSpec
 from seft.stages.self_evolution import round as rounds
 from seft.storage import open_store

@@ -3,7 +3,8 @@ import pytest
 from pydantic import ValidationError
 
 from seft.errors import SeftError, SpecError
-from seft.spec import StoreConfig, parse_spec
+from seft.spec import StoreConfig
+from seft.specfile import parse_spec
 from seft.storage import fingerprint, manifest_digest, open_store, validate_key
 
 

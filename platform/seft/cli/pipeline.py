@@ -14,7 +14,7 @@ from seft.errors import SeftError
 
 
 def cmd_validate(args) -> int:
-    from seft.spec import load_spec
+    from seft.specfile import load_spec
 
     spec = load_spec(args.file, args.set)
     print(f"{args.file}: valid {spec.recipe} pipeline {spec.name!r}")
@@ -27,7 +27,7 @@ def cmd_run(args) -> int:
     from seft.executors.local import run_pipeline
     from seft.recipes import stages_for
     from seft.report import print_results, write_report
-    from seft.spec import load_spec
+    from seft.specfile import load_spec
     from seft.storage import open_store
 
     spec = load_spec(args.file, args.set)
@@ -54,7 +54,7 @@ def cmd_report(args) -> int:
     import sys
 
     from seft.report import write_report
-    from seft.spec import load_spec
+    from seft.specfile import load_spec
     from seft.storage import is_local, open_store
 
     run_dir = run_dir_of(args.run)
@@ -145,7 +145,7 @@ def cmd_stage(args) -> int:
     from rich.console import Console
 
     from seft.executors.pod import run_stage
-    from seft.spec import load_spec
+    from seft.specfile import load_spec
 
     summary = run_stage(load_spec(args.spec), args.stage, Console(stderr=True), Path(args.workdir))
     print(json.dumps(summary, default=str))

@@ -10,7 +10,8 @@ from seft.errors import SeftError
 
 def _store_at(args, uri: str):
     """(store, key) for a store URI given on the command line."""
-    from seft.spec import StoreConfig, load_spec
+    from seft.spec import StoreConfig
+    from seft.specfile import load_spec
     from seft.storage import open_store, split_uri
 
     root, key = split_uri(uri)

@@ -59,7 +59,8 @@ def localize(store: Store, key: str, scratch: Path) -> Path:
 def open_store(cfg, prefix: str = "", scratch: Path | None = None) -> Store:
     """The store at `cfg.uri` (a StoreConfig, or a URI string), narrowed to `prefix`.
     `scratch` is a local directory for staging artifacts before an s3:// upload."""
-    from seft.spec import StoreConfig, validate
+    from seft.spec import StoreConfig
+    from seft.specfile import validate
 
     if isinstance(cfg, str):
         cfg = validate(StoreConfig, {"uri": cfg}, "store")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from seft.errors import SeftError
-from seft.spec import load_yaml, validate
+from seft.specfile import load_yaml, validate
 from seft.train import TrainJob
 
 
