@@ -60,10 +60,17 @@ class Served:
         self.endpoint = f"127.0.0.1:{port_file.read_text()}"
 
     def stop(self, timeout: float = 60) -> int:
-        """SIGTERM, then the exit code."""
+        """SIGTERM, then the exit code; a server still running after `timeout` fails the test
+        with the end of its log."""
+        import subprocess
+
         if self.proc.poll() is None:
             self.proc.terminate()
-        return self.proc.wait(timeout=timeout)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"seft serve did not exit {timeout:.0f} s after SIGTERM; its log:\n"
+                                 f"{self.log.read_text()[-3000:]}") from None
 
     def __enter__(self) -> "Served":
         return self

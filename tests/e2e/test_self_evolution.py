@@ -1,10 +1,17 @@
 """`seft run` of examples/quickstart-self.yaml, then of quickstart-evolve.yaml under the same name
 (it reuses the bootstrap and prepare stages), both made smaller, to the end on a file:// store;
-their report.json: every model's direct and self-refined reward. With the fixed seeds each
-recipe's last round's direct answers beat its first round's: SELF 0.532 vs 0.522, EVOLVE 0.590 vs
-0.567 with constraints.txt's versions. The margins are small (rounds add a little on this task:
-README "SELF and EVOLVE"), so a change of library versions can reorder them; 300 prompts and 80
-held-out ones did (SELF 0.491 vs 0.494)."""
+their report.json: every model's direct and self-refined reward.
+
+The claims asserted are the ones with margins that hold on any machine:
+- the meta-skill stage teaches the model the task (held-out direct reward: SELF 0.289 -> 0.554,
+  EVOLVE 0.289 -> 0.572, measured on an AVX-512 EPYC);
+- a round trains only on answers the critic accepted (min_reward), a guarantee of the design;
+- each round makes the model better on the prompts it evolves on: round 2 keeps more answers than
+  round 1 (SELF 171 -> 229 of 600, EVOLVE 244 -> 295).
+The held-out reward of round 2 against round 1 is printed, not asserted: at this size it moves
+by about as much as a change of CPU moves it (SELF 0.526 -> 0.516 there, 0.522 -> 0.532 on the
+machine this test was first written on; EVOLVE 0.550 -> 0.590 and 0.567 -> 0.590). README "SELF
+and EVOLVE" has the full-size numbers."""
 
 from __future__ import annotations
 
@@ -54,22 +61,26 @@ def check_report(run_dir, recipe: str, stages: list[str]) -> dict:
     assert list(refinement) == models
     for m in refinement.values():
         assert 0 <= m["direct"] <= 1 and 0 <= m["refined"] <= 1 and m["improved"] + m["worsened"] <= 1
-    assert refinement["meta_skill"]["direct"] > refinement["initial"]["direct"]  # it learnt from the corpus
-    # with fixed seeds, the last round's direct answers beat the first round's
-    assert refinement["round_2"]["direct"] > refinement["round_1"]["direct"], refinement
+    assert refinement["meta_skill"]["direct"] > refinement["initial"]["direct"] + 0.1  # it learnt the task
     headline = report["summaries"]["evaluate"]["headline"]
     assert headline["last_round_gain_direct"] == pytest.approx(
         refinement["round_2"]["direct"] - refinement["round_1"]["direct"])
-    for k in (1, 2):  # each round kept answers and trained on them
+    kept = {}
+    for k in (1, 2):  # each round kept answers the critic accepted, and trained on them
         summary = report["summaries"][f"round_{k}"]
         assert summary["prompts"] == PROMPTS and 0 < summary["kept"] <= PROMPTS and summary["examples"] > 0
+        chains = [json.loads(line) for line in (run_dir / f"round_{k}" / "chains.jsonl").open()]
+        accepted = [next(s for s in c["steps"] if s["text"] == c["kept"]) for c in chains if c["kept"] is not None]
+        assert len(accepted) == summary["kept"] and all(s["reward"] >= 1.0 for s in accepted)
+        kept[k] = summary["kept"]
+    assert kept[2] > kept[1], kept  # the round-1 model solves more of the prompts it evolved on
     markdown = (run_dir / "report.md").read_text()
     assert "## Direct and self-refined answers by round" in markdown and "| round_2 |" in markdown
     assert (run_dir / "plots" / "refinement.png").stat().st_size > 10_000
     return report
 
 
-def test_self_then_evolve_run_to_the_end_and_their_last_rounds_beat_their_first(tmp_path):
+def test_self_then_evolve_run_to_the_end_and_each_round_solves_more_of_its_prompts(tmp_path):
     run_dir = tmp_path / "runs" / NAME
     out = seft_run(tmp_path, small(tmp_path, "self"))
     assert "Direct and self-refined answers" in out.stdout
@@ -80,11 +91,17 @@ def test_self_then_evolve_run_to_the_end_and_their_last_rounds_beat_their_first(
     chains = [json.loads(line) for line in (run_dir / "round_1" / "chains.jsonl").open()]
     assert all(len(c["steps"]) == 2 for c in chains)  # an answer and one refinement each
     assert all(c["kept"] is None or c["kept"] in [s["text"] for s in c["steps"]] for c in chains)
-    print(json.dumps(report["metrics"]["refinement"], indent=1))
+    print_rounds("SELF", report)
 
     out = seft_run(tmp_path, small(tmp_path, "evolve"))
     assert "bootstrap: up to date, skipped" in out.stdout and "prepare: up to date, skipped" in out.stdout
     report = check_report(run_dir, "evolve", common + ["meta_skill_dpo", "round_1", "round_2", "evaluate"])
     chains = [json.loads(line) for line in (run_dir / "round_1" / "chains.jsonl").open()]
     assert all(len(c["steps"]) == 3 and c["steps"][1]["feedback"] is None for c in chains)  # no feedback
-    print(json.dumps(report["metrics"]["refinement"], indent=1))
+    print_rounds("EVOLVE", report)
+
+
+def print_rounds(recipe: str, report: dict) -> None:
+    direct = {m: round(v["direct"], 3) for m, v in report["metrics"]["refinement"].items()}
+    kept = {k: report["summaries"][f"round_{k}"]["kept"] for k in (1, 2)}
+    print(f"\n{recipe}: held-out direct reward {direct}; answers kept by round {kept} of {PROMPTS}")

@@ -190,8 +190,17 @@ def test_seft_serve_subprocess_reports_serving_and_stops_on_sigterm(tmp_path):
             assert status.status == health_pb2.HealthCheckResponse.SERVING
         with CriticClient(served.endpoint) as client:
             assert client.score([(msgs_dict(), "1 2 3")]) == [1.0]
-        assert served.stop() == 0
+        assert served.stop() == 0, served.log.read_text()[-3000:]
     assert "shutting down" in served.log.read_text()
+
+
+def test_seft_serve_stops_cleanly_on_a_sigterm_the_moment_it_is_up(tmp_path):
+    """The signal handlers are in place before the port file says the server is up, and they take
+    no lock (a handler that set a threading.Event could deadlock the main thread entering wait())."""
+    for _ in range(3):
+        with Served(tmp_path, "critic", "--critic", "rule", "--callable", RULE) as served:
+            assert served.stop() == 0, served.log.read_text()[-3000:]
+        assert "shutting down" in served.log.read_text()
 
 
 def test_seft_serve_refuses_a_bad_callable():
