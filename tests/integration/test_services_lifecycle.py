@@ -83,7 +83,9 @@ def test_shutdown_under_load_answers_every_accepted_call(tmp_path, major_reviser
     with Served(tmp_path, "reviser", "--model", str(major_reviser)) as served:
         outcomes: list = []
         threads = hammer(served.endpoint, 16, threading.Event(), outcomes)
-        time.sleep(3)
+        while len(outcomes) < 32:  # under load: the 16 clients have had answers, and call again
+            assert all(t.is_alive() for t in threads), outcomes[-1:]
+            time.sleep(0.05)
         stop_at = time.monotonic()
         served.proc.send_signal(signal.SIGTERM)
         for t in threads:
