@@ -41,8 +41,7 @@ def spec(tmp_path, callable_: str = "seft.tasks.spelling:score", judge: str | No
     policy side (which the claim does not read) cut to a few steps on a few prompts."""
     data = yaml.safe_load((ROOT / "examples" / "spell-baselines.yaml").read_text())
     data.update(store=f"file://{tmp_path}/runs")
-    data["bootstrap"].update(unlabelled_prompts=32)
-    data["bootstrap"]["generator_training"].update(max_steps=200)  # the reviser's base: fixing typos
+    data["bootstrap"].update(unlabelled_prompts=32)  # the generator keeps its steps: it is the reviser's base
     for training in [data["bootstrap"]["policy_training"], data["policy_training"],
                      *data["baselines"]["training"].values()]:
         training.update(max_steps=3, batch_size=16, per_device_batch_size=16)

@@ -19,7 +19,7 @@ def test_rule_critic_scores():
 
 
 def test_spelling_critic_and_feedback():
-    prompt = spelling.prompt_messages(["berad", "water", "ucnle", "tarin", "plant", "money"])
+    prompt = spelling.prompt_messages(["brread", "water", "unncle", "trrain", "plant", "money"])
     assert spelling.score(prompt, "bread water uncle train plant money") == 1.0
     assert spelling.score(prompt, "berad water uncle train plant money") == pytest.approx(5 / 6)
     assert spelling.score(prompt, "bread water uncle train plant money money") == pytest.approx(6 / 7)
@@ -27,6 +27,21 @@ def test_spelling_critic_and_feedback():
     assert spelling.feedback(prompt, "bread water uncle train plant money") == "correct"
     assert spelling.feedback(prompt, "berad water uncle tarin plant") == "wrong at 1 4 too short"
     assert spelling.typo("bread") == "berad" and spelling.CORRECT["berad"] == "bread"
+    assert spelling.misspell("bread") == "brread" and spelling.CORRECT["brread"] == "bread"
+
+
+def test_spelling_prompts_never_hold_an_answers_typo():
+    """A typo can be seen in the answer alone: the prompts misspell words another way."""
+    import random
+
+    rng = random.Random(0)
+    for _ in range(200):
+        words = spelling.make_prompt(rng)
+        assert not set(words) & set(spelling.TYPOS.values())
+        for resp in spelling.ranked_responses(words, rng):
+            typos = [w for w in resp["content"].split() if w in spelling.TYPOS.values()]
+            assert len(typos) == resp["rank"] and spelling.score(spelling.prompt_messages(words), resp["content"]) \
+                == pytest.approx(1 - resp["rank"] / len(words))
     assert not set(spelling.TYPOS.values()) & set(spelling.WORDS)  # a typo is never a word
 
 

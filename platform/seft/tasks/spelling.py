@@ -1,14 +1,17 @@
 """Fix the spelling of a short sentence: a task whose flaws a tiny model can see.
 
-The prompt is a sentence of 6-8 words, about half of them misspelled (a typo swaps a word's
-2nd and 3rd letters); the answer is the sentence spelled right. Rank k (0..6) of a prompt is the
-answer with k of its words misspelled, so quality falls with rank as in Nectar. score() is the
-rule critic: the share of positions right, over the longer of answer and response.
+The prompt is a sentence of 6-8 words, about half of them misspelled (a misspelling doubles a
+word's 2nd letter); the answer is the sentence spelled right. Rank k (0..6) of a prompt is the
+answer with k of its words mistyped (a typo swaps a word's 2nd and 3rd letters), so quality falls
+with rank as in Nectar. score() is the rule critic: the share of positions right, over the longer
+of answer and response.
 
 Beside the sorting task it answers a different question. There, telling a sorted list from one
 with a swap needs comparisons a 0.5M-parameter reviser does not learn (README "Baselines"); here a
-flaw is a misspelled word, visible on its own, so a reviser can learn which answers to leave
-alone, which is what SEFT's adaptive reviser is for."""
+flaw is a mistyped word, visible on its own: a typo never occurs in a prompt, so "does the answer
+need revising" can be read off the answer's words alone. (With the prompt's misspellings the same
+words as the answers' typos, a reviser must also tell where a word stands; it then learnt the
+label late or, on some CPUs, not at all.)"""
 
 from __future__ import annotations
 
@@ -26,14 +29,21 @@ def typo(word: str) -> str:
     return word[0] + word[2] + word[1] + word[3:]
 
 
+def misspell(word: str) -> str:
+    """How a prompt misspells a word: its 2nd letter doubled."""
+    return word[0] + word[1] + word[1:]
+
+
 TYPOS = {w: typo(w) for w in WORDS}
-CORRECT = {t: w for w, t in TYPOS.items()}
-assert len(set(TYPOS.values()) | set(WORDS)) == 2 * len(WORDS), "a typo must not be a word"
+MISSPELLED = {w: misspell(w) for w in WORDS}
+CORRECT = {t: w for w, t in TYPOS.items()} | {m: w for w, m in MISSPELLED.items()}
+assert len(set(TYPOS.values()) | set(MISSPELLED.values()) | set(WORDS)) == 3 * len(WORDS), \
+    "typos, misspellings and words must all differ"
 
 
 def make_prompt(rng: random.Random, min_len: int = 6, max_len: int = 8) -> list[str]:
     words = [rng.choice(WORDS) for _ in range(rng.randint(min_len, max_len))]
-    return [typo(w) if rng.random() < 0.5 else w for w in words]
+    return [misspell(w) if rng.random() < 0.5 else w for w in words]
 
 
 def prompt_messages(words: list[str]) -> list[dict]:
@@ -69,4 +79,4 @@ def feedback(prompt: list[dict], response: str) -> str:
 
 def corpus_words() -> list[str]:
     """Every word the task's prompts and responses can use (for a word-level tokenizer)."""
-    return WORDS + list(TYPOS.values()) + INSTRUCTION.split()
+    return WORDS + list(TYPOS.values()) + list(MISSPELLED.values()) + INSTRUCTION.split()
