@@ -156,7 +156,7 @@ class Context:
             raise SeftError(f"service {name!r} at {endpoint} is not SERVING")
         return endpoint
 
-    def train(self) -> None:
+    def run_trainings(self) -> None:
         """Run this stage's trainings concurrently under torchrun (after its run()). Each saves an
         HF model directory at <out>/<name>."""
         jobs, procs = self.plan.trainings, {}
@@ -204,7 +204,7 @@ def execute(st: Stage, context: type[Context], spec: PipelineSpec, store: Store,
     try:
         ctx = context(spec, store, work, st, staging, console)
         summary = st.run(ctx) or {}
-        ctx.train()
+        ctx.run_trainings()
         t1 = time.time()
         manifest = store.publish(staging, st.name, {
             "stage": st.name, "fingerprint": fingerprint(st.name, params, {n: digests[n] for n in st.needs}),
