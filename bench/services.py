@@ -30,7 +30,8 @@ from rich.table import Table  # noqa: E402
 
 from seft.chat import reviser_prompt  # noqa: E402
 from seft.client import ReviserClient  # noqa: E402
-from seft.spec import Sampling, TinyModel  # noqa: E402
+from seft.settings import Sampling
+from seft.spec import TinyModel  # noqa: E402
 from seft.tasks import sorting  # noqa: E402
 from seft.tinymodel import build_model, build_tokenizer, quick_sft  # noqa: E402
 from seft_services.backends.transformers_lm import CausalLM, TransformersReviser  # noqa: E402

@@ -20,7 +20,8 @@ import yaml
 
 import seft.train
 from seft.errors import SeftError
-from seft.spec import Cluster, PipelineSpec, Resources, Training
+from seft.settings import Training
+from seft.spec import Cluster, PipelineSpec, Resources
 from seft.stages import TrainSpec, service_env
 from seft_operator import GROUP, KIND, VERSION
 from seft_operator.plan import Service

@@ -19,7 +19,8 @@ from seft.errors import SeftError
 from seft.labelling import Label, Rule
 from seft.pb import ENUM_OF, LABEL_OF, messages
 from seft.refinement import Step
-from seft.spec import Refine, Sampling
+from seft.recipes.self_evolution import Refine
+from seft.settings import Sampling
 from seft.v1 import (common_pb2, critic_pb2, critic_pb2_grpc, generator_pb2, generator_pb2_grpc,
                      labeller_pb2, labeller_pb2_grpc, reviser_pb2, reviser_pb2_grpc)
 

@@ -6,51 +6,17 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from seft.recipes.seft import Baselines, check_baselines
+from seft.recipes.self_evolution import SelfEvolution, check_self_evolution, with_recipe_defaults
+from seft.settings import Model, Sampling, Training
 
 LabelName = Literal["major", "minor", "no"]
 # Defaults used in more than one place (spec fields, `seft serve` / `seft revise` flags, the services).
-MAX_NEW_TOKENS = 256  # a sampling default
 SERVICE_MAX_BATCH = 256  # the most items a service takes in one call
 SERVICE_MAX_NEW_TOKENS = 4096  # the largest max_new_tokens a service accepts
 SECRETISH = re.compile(r"secret|password|token|access_?key|credential", re.IGNORECASE)
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Sampling(Model):
-    max_new_tokens: int = Field(MAX_NEW_TOKENS, ge=1, le=32768)
-    temperature: float = Field(0.7, ge=0.0, le=10.0, allow_inf_nan=False)  # 0 = greedy
-    top_p: float = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
-
-
-class Training(Model):
-    """One `seft train` job's hyper-parameters (the model and data come from the stage)."""
-
-    learning_rate: float = Field(2e-5, gt=0, allow_inf_nan=False)
-    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
-    epochs: float = Field(3.0, gt=0)
-    max_steps: int | None = Field(None, ge=1, description="overrides epochs when set")
-    batch_size: int = Field(128, ge=1, description="global batch: per device x processes x accumulation")
-    per_device_batch_size: int = Field(8, ge=1)
-    max_length: int = Field(2048, ge=8)
-    warmup_ratio: float = Field(0.03, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    bf16: bool = True
-    deepspeed: str | None = Field("zero3", description="zero2, zero3, a DeepSpeed JSON path, or null")
-    nproc_per_node: int = Field(1, ge=1)
-    logging_steps: int = Field(10, ge=1)
-
-    @model_validator(mode="after")
-    def _batch_divides(self) -> "Training":
-        per_step = self.per_device_batch_size * self.nproc_per_node
-        if self.batch_size % per_step:
-            raise ValueError(
-                f"batch_size {self.batch_size} is not a multiple of per_device_batch_size x "
-                f"nproc_per_node = {per_step}")
-        return self
 
 
 class TinyModel(Model):
@@ -220,97 +186,6 @@ class Cluster(Model):
     training: Resources = Resources(cpu="32", memory="256Gi", gpus=8)
 
 
-ReviserBaseline = Literal["aligner", "label"]
-PolicyBaseline = Literal["sft_chosen", "dpo", "orpo", "sft_generator", "external_only"]
-
-
-class BaselineTrainings(Model):
-    sft_chosen: Training | None = None
-    dpo: Training | None = None
-    orpo: Training | None = None
-    sft_generator: Training | None = None
-    external_only: Training | None = None
-
-
-class Baselines(Model):
-    """The paper's baselines, trained on the same data by the same stages and evaluated beside
-    SEFT. Revisers continue the preliminary reviser on the adaptive split, as the adaptive
-    reviser does: `aligner` always revises (Aligner, no labels); `label` takes its labels from
-    the original's rank alone (the paper's Appendix B). Policies start from the initial policy:
-    `sft_chosen` (SFT on the preference data's best responses), `dpo` (TRL), `orpo` (TRL's
-    experimental ORPO), `sft_generator` (SFT on the external generator's unrevised answers) and
-    `external_only` (external evolution without internal evolution first): the paper's Table 2."""
-
-    revisers: list[ReviserBaseline] = ["aligner", "label"]
-    policies: list[PolicyBaseline] = ["sft_chosen", "dpo", "orpo", "sft_generator", "external_only"]
-    no_revise_share: float = Field(0.1, ge=0, le=1, description="label reviser: the share of rank-0 originals "
-                                   "labelled [No Revise]; the rest are [Major Revise] (Appendix B)")
-    beta: float = Field(0.1, gt=0, allow_inf_nan=False, description="DPO's beta; ORPO's lambda")
-    training: BaselineTrainings = Field(BaselineTrainings(),
-                                        description="a baseline policy's training where it differs from "
-                                                    "policy_training (DPO wants a lower learning rate)")
-
-    @field_validator("revisers", "policies")
-    @classmethod
-    def _distinct(cls, v: list[str]) -> list[str]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"must not repeat a baseline, got {v}")
-        return v
-
-
-class Refine(Model):
-    """Inference-time self-refinement, an option of the generator service: answer (the critic's
-    best of `samples` draws), then refine the answer `rounds` times."""
-
-    rounds: int = Field(1, ge=0, le=8)
-    samples: int = Field(1, ge=1, le=16, description="answers drawn before refining; the critic picks one")
-    keep_best: bool = Field(True, description="drop a refinement the critic scores below its input")
-
-
-class SelfEvolution(Model):
-    """The SELF and EVOLVE recipes (`recipe: self | evolve`). The defaults are SELF's; EVOLVE's
-    differ where EVOLVE_DEFAULTS says. One model answers and refines its own answers: a meta-skill
-    stage teaches it both (SFT on a corpus of response, feedback, refined response), then each
-    round it answers the unlabelled prompts, refines its answers (`inference`), keeps what passes
-    `filter`, and is fine-tuned on that."""
-
-    rounds: int = Field(2, ge=1, le=10)
-    feedback: str | None = Field(None, description="'package.module:function(prompt, response) -> str': the "
-                                 "teacher's feedback for a corpus built from the preference data (SELF)")
-    corpus: str | None = Field(None, description="a meta-skill corpus JSONL (id, prompt, response, feedback, "
-                               "refined); default: built from prepare's splits (original -> best response)")
-    critic: str | None = Field(None, description="the critic that scores refinements; default: the first")
-    inference: Refine = Refine()
-    filter: Literal["critic", "self", "none"] = Field(
-        "critic", description="which answers a round keeps: the critic's (min_reward), the model's own "
-                              "judgement (its feedback equals `accept`), or all")
-    min_reward: float = Field(1.0, allow_inf_nan=False)
-    accept: str = Field("correct", min_length=1, description="the feedback that judges an answer right")
-    restart: bool = Field(False, description="each round trains the initial policy on the corpus and every "
-                                             "round's data so far, instead of continuing the last round's model")
-    method: Literal["sft", "dpo"] = Field("sft", description="each round's training: SFT on the kept answers, "
-                                          "or DPO on the refinement chains' pairs (EVOLVE)")
-    reconstruct: bool = Field(True, description="train direct answers on the refined ones (EVOLVE's "
-                                                "reconstructed dataset); else only the refinement skill")
-    training: Training | None = Field(None, description="the meta-skill stage's; default policy_training "
-                                      "(SFT rounds train with policy_training)")
-    dpo: Training | None = Field(None, description="DPO on refined > original pairs after the meta-skill stage "
-                                 "(EVOLVE's activation), and rounds with method dpo; null: no DPO stage")
-    beta: float = Field(0.1, gt=0, allow_inf_nan=False, description="DPO's beta")
-
-    @field_validator("feedback")
-    @classmethod
-    def _callable(cls, v: str | None) -> str | None:
-        if v is not None and ":" not in v:
-            raise ValueError(f"must look like 'package.module:function', got {v!r}")
-        return v
-
-
-# Both recipes keep only what the critic accepts: with `filter: none` EVOLVE's rounds also train on
-# wrong answers, and on the quickstart's task its second round then fell below its first.
-EVOLVE_DEFAULTS = {"inference": {"rounds": 2, "samples": 4, "keep_best": True}}
-
-
 def _paper_policy_training() -> Training:
     return Training(learning_rate=5e-7, lr_scheduler="linear")
 
@@ -343,14 +218,7 @@ class PipelineSpec(Model):
     @model_validator(mode="before")
     @classmethod
     def _recipe_defaults(cls, data: Any) -> Any:
-        """self and evolve always have a self_evolution section; evolve's unset fields take
-        EVOLVE_DEFAULTS."""
-        if isinstance(data, dict) and data.get("recipe") in ("self", "evolve"):
-            given = data.get("self_evolution") or {}
-            if isinstance(given, dict):
-                defaults = EVOLVE_DEFAULTS if data["recipe"] == "evolve" else {}
-                data = {**data, "self_evolution": {**defaults, **given}}
-        return data
+        return with_recipe_defaults(data)
 
     @model_validator(mode="after")
     def _inputs_present(self) -> "PipelineSpec":
@@ -370,19 +238,8 @@ class PipelineSpec(Model):
             raise ValueError(f"critic names must be unique, got {names}")
         if self.labelling.critic is not None and self.labelling.critic not in names:
             raise ValueError(f"labelling.critic {self.labelling.critic!r} is not one of {names}")
-        evo = self.self_evolution
-        if evo is not None:
-            if self.recipe == "seft":
-                raise ValueError("self_evolution is for recipe self or evolve; this spec's recipe is seft")
-            if evo.critic is not None and evo.critic not in names:
-                raise ValueError(f"self_evolution.critic {evo.critic!r} is not one of {names}")
-            if self.recipe == "self" and evo.feedback is None and evo.corpus is None:
-                raise ValueError("recipe self learns from feedback: set self_evolution.feedback (a teacher) "
-                                 "or self_evolution.corpus (a meta-skill corpus with feedback)")
-            if evo.method == "dpo" and evo.dpo is None:
-                raise ValueError("self_evolution.method dpo needs self_evolution.dpo (its training)")
-            if self.baselines is not None:
-                raise ValueError(f"baselines are SEFT's; recipe {self.recipe} has none")
+        check_baselines(self)
+        check_self_evolution(self)
         return self
 
     @property

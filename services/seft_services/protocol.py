@@ -7,7 +7,8 @@ import math
 from dataclasses import dataclass
 
 from seft.labelling import Rule
-from seft.spec import MAX_NEW_TOKENS, SERVICE_MAX_BATCH, SERVICE_MAX_NEW_TOKENS
+from seft.settings import MAX_NEW_TOKENS
+from seft.spec import SERVICE_MAX_BATCH, SERVICE_MAX_NEW_TOKENS
 from seft.pb import LABEL_OF
 
 ROLES = ("system", "user", "assistant")

@@ -9,7 +9,7 @@ import pytest
 
 from seft.client import CriticClient, GeneratorClient
 from seft.errors import SeftError
-from seft.spec import Sampling
+from seft.settings import Sampling
 from seft_services.backends.critics import RuleCritic
 from seft_services.backends.transformers_lm import CausalLM, TransformersGenerator
 from seft_services.server import Server

@@ -16,7 +16,7 @@ import pytest
 
 from seft.client import GeneratorClient, ReviserClient
 from seft.labelling import Label
-from seft.spec import Sampling
+from seft.settings import Sampling
 from seft.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 from seft_services.backends.openai_lm import OpenAICompletions, OpenAIGenerator, OpenAIReviser
 from seft_services.backends.transformers_lm import CausalLM, TransformersGenerator

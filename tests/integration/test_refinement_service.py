@@ -9,7 +9,8 @@ import pytest
 
 from seft.client import CriticClient, GeneratorClient
 from seft.errors import SeftError
-from seft.spec import Refine, Sampling
+from seft.recipes.self_evolution import Refine
+from seft.settings import Sampling
 from seft.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 from seft_services.backends.critics import RuleCritic
 from seft_services.backends.transformers_lm import CausalLM, TransformersGenerator

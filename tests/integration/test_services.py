@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from seft.client import CriticClient, GeneratorClient, LabellerClient, ReviserClient
 from seft.labelling import Label, Rule
-from seft.spec import Sampling
+from seft.settings import Sampling
 from seft.v1 import (common_pb2, critic_pb2, critic_pb2_grpc, generator_pb2, generator_pb2_grpc, labeller_pb2,
                      labeller_pb2_grpc, reviser_pb2, reviser_pb2_grpc)
 from seft_services.backends.critics import RuleCritic

@@ -8,7 +8,7 @@ import sys
 
 from seft.cli.args import positive
 from seft.errors import SeftError
-from seft.spec import MAX_NEW_TOKENS
+from seft.settings import MAX_NEW_TOKENS
 
 
 def cmd_judge(args) -> int:
@@ -63,7 +63,7 @@ def cmd_revise(args) -> int:
 
     from seft.client import ClientTLS, ReviserClient
     from seft.records import write_jsonl
-    from seft.spec import Sampling
+    from seft.settings import Sampling
 
     items = _revise_items(args)
     tls = ClientTLS(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None

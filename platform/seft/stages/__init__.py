@@ -23,7 +23,8 @@ from pydantic import BaseModel
 from seft.errors import SeftError
 
 if TYPE_CHECKING:
-    from seft.spec import Critic, PipelineSpec, Training
+    from seft.settings import Training
+    from seft.spec import Critic, PipelineSpec
 
 
 @dataclass(frozen=True)

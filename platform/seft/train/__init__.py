@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from seft.spec import StoreConfig, Training
+from seft.settings import Training
+from seft.spec import StoreConfig
 
 if TYPE_CHECKING:
     from seft.stages import TrainSpec

@@ -12,7 +12,7 @@ from seft.client import CriticClient, GeneratorClient
 from seft.metrics import win_rate
 from seft.records import read_jsonl, write_jsonl
 from seft.refinement import final
-from seft.spec import Refine
+from seft.recipes.self_evolution import Refine
 from seft.stages import Ref, ServiceSpec, Stage, model_ref
 from seft.stages.self_evolution import round as rounds
 

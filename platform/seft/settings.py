@@ -1,0 +1,48 @@
+"""The building blocks of every settings model: the base (unknown keys are errors), sampling and
+training hyper-parameters. seft.spec assembles the pipeline spec from these and the recipes'
+own settings (seft.recipes.*)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_NEW_TOKENS = 256  # a sampling default
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Sampling(Model):
+    max_new_tokens: int = Field(MAX_NEW_TOKENS, ge=1, le=32768)
+    temperature: float = Field(0.7, ge=0.0, le=10.0, allow_inf_nan=False)  # 0 = greedy
+    top_p: float = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+
+
+class Training(Model):
+    """One `seft train` job's hyper-parameters (the model and data come from the stage)."""
+
+    learning_rate: float = Field(2e-5, gt=0, allow_inf_nan=False)
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="overrides epochs when set")
+    batch_size: int = Field(128, ge=1, description="global batch: per device x processes x accumulation")
+    per_device_batch_size: int = Field(8, ge=1)
+    max_length: int = Field(2048, ge=8)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    bf16: bool = True
+    deepspeed: str | None = Field("zero3", description="zero2, zero3, a DeepSpeed JSON path, or null")
+    nproc_per_node: int = Field(1, ge=1)
+    logging_steps: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _batch_divides(self) -> "Training":
+        per_step = self.per_device_batch_size * self.nproc_per_node
+        if self.batch_size % per_step:
+            raise ValueError(
+                f"batch_size {self.batch_size} is not a multiple of per_device_batch_size x "
+                f"nproc_per_node = {per_step}")
+        return self
