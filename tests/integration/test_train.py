@@ -194,3 +194,32 @@ def test_preference_data_without_pairs_gets_a_clear_error(tmp_path, base_model, 
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "records need 'chosen' for method 'dpo'" in proc.stdout + proc.stderr
+
+
+def test_a_failed_training_says_why_in_the_run_not_torchruns_summary(tmp_path, sft_data):
+    """The executor's error names the worker's exception (here: a model directory that is not
+    there), not torchrun's ChildFailedError; `seft status` shows the same text."""
+    from rich.console import Console
+
+    from seft.errors import SeftError
+    from seft.executors.local import Context
+    from seft.settings import Training
+    from seft.specfile import load_spec
+    from seft.stages import Ref, Stage, TrainSpec
+
+    from helpers import ROOT
+
+    training = Training(max_steps=1, batch_size=8, per_device_batch_size=8, bf16=False, deepspeed=None)
+    stage = Stage("x", lambda ctx: {}, trainings={"m": TrainSpec(Ref(None, str(tmp_path / "no-model")), "d.jsonl",
+                                                                training)})
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "d.jsonl").write_text(sft_data.read_text())
+    spec = load_spec(ROOT / "examples" / "quickstart.yaml")
+    ctx = Context(spec, None, tmp_path, stage, out, Console(quiet=True))
+    with pytest.raises(SeftError) as err:
+        ctx.run_trainings()
+    message = str(err.value)
+    assert message.startswith("training 'm' failed (exit 1): ") and "no-model" in message.splitlines()[0]
+    assert "Error" in message.splitlines()[0] and "ChildFailedError" not in message
+    assert "last frames:" in message and "(log " in message

@@ -120,3 +120,29 @@ def test_no_source_file_sends_the_reader_outside_the_repository():
     outside = [str(p.relative_to(ROOT)) for d in ("platform", "services", "operators")
                for p in (ROOT / d).rglob("*.py") if "DESIGN.md" in p.read_text() or "NOTES.md" in p.read_text()]
     assert outside == []
+
+
+def test_a_training_failure_is_the_workers_exception_not_the_launchers():
+    from seft.train import failure
+
+    log = "\n".join([
+        "[rank0]: Traceback (most recent call last):",
+        '[rank0]:   File "a.py", line 1, in <module>',
+        "[rank0]: KeyError: 'x'",
+        "",
+        "[rank0]: The above exception was the direct cause of the following exception:",
+        "",
+        "[rank0]: Traceback (most recent call last):",
+        '[rank0]:   File "train.py", line 7, in train',
+        "[rank0]:     model = load(path)",
+        '[rank0]:   File "hub.py", line 9, in load',
+        "[rank0]: OSError: no model at /m",
+        "E1130 failed (exitcode: 1) local_rank: 0",
+        "Traceback (most recent call last):",
+        '  File "run.py", line 1032, in <module>',
+        "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: ",
+    ])
+    assert failure(log) == 'OSError: no model at /m\nlast frames:\n  File "train.py", line 7, in train\n' \
+                           '  File "hub.py", line 9, in load'
+    assert failure("x\nerror: d.jsonl: records need 'prompt'\n") == "error: d.jsonl: records need 'prompt'"
+    assert failure("loss 0.1\nKilled") is None

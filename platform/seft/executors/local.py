@@ -25,7 +25,7 @@ from seft.runstate import RUNS, RunState
 from seft.spec import PipelineSpec
 from seft.stages import Ref, ServiceSpec, SpecView, Stage
 from seft.storage import Store, fingerprint, manifest_digest, open_store, write_atomic
-from seft.train import torchrun_command, train_job
+from seft.train import failure, torchrun_command, train_job
 
 SERVICE_START_TIMEOUT = 600.0
 LOSS = re.compile(r"'loss': '?([0-9.eE+-]+)")  # a Trainer log line
@@ -177,7 +177,8 @@ class Context:
                         status.update(f"  training {', '.join(jobs)} (torchrun) {_last_loss(procs)}")
                         time.sleep(1)
                     if proc.returncode != 0:
-                        raise SeftError(f"training {name!r} failed (exit {proc.returncode}); log {log}:\n{_tail(log)}")
+                        why = failure(log.read_text(errors="replace")) or _tail(log)
+                        raise SeftError(f"training {name!r} failed (exit {proc.returncode}): {why}\n(log {log})")
         finally:
             for proc, _ in procs.values():
                 if proc.poll() is None:

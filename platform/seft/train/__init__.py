@@ -7,6 +7,7 @@ prompt-chosen-rejected for `dpo` and `orpo` (TRL's trainers, for the baseline po
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -49,6 +50,28 @@ def train_job(train: "TrainSpec", seed: int, model: str, data: str, output_dir: 
     URIs (with `store=`) for a training pod."""
     return TrainJob(**train.training.model_dump(), model=model, data=data, output_dir=output_dir, seed=seed,
                     method=train.method, beta=train.beta, add_tokens=list(train.add_tokens), **fields)
+
+
+RANK_PREFIX = re.compile(r"^\[rank\d+\]: ?")
+LAUNCHER_FAILURE = "torch.distributed.elastic.multiprocessing.errors.ChildFailedError"
+
+
+def failure(log: str, frames: int = 3) -> str | None:
+    """Why a `seft train` under torchrun failed, from its log: the last traceback of a worker (its
+    last `frames` frames and the exception), or the worker's one-line `error: ...`, not
+    torchrun's own ChildFailedError summary. None when the log has neither."""
+    lines = [RANK_PREFIX.sub("", line) for line in log.splitlines()]
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
+    blocks = []
+    for start in starts:
+        end = next((j for j in range(start + 1, len(lines)) if lines[j] and not lines[j].startswith(" ")), None)
+        if end is not None and LAUNCHER_FAILURE not in lines[end]:
+            frame_lines = [line for line in lines[start + 1:end] if line.startswith("  File ")]
+            blocks.append("\n".join([lines[end], "last frames:", *frame_lines[-frames:]]))
+    if blocks:
+        return blocks[-1]
+    errors = [line for line in lines if line.startswith("error: ")]
+    return errors[-1] if errors else None
 
 
 def torchrun_command(config_path: Path, nproc_per_node: int) -> list[str]:
