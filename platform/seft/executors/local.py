@@ -197,10 +197,11 @@ class Context:
 
 
 def execute(st: Stage, context: type[Context], spec: PipelineSpec, store: Store, work: Path, console,
-            digests: dict[str, str]) -> tuple[dict, dict]:
+            digests: dict[str, str], params: dict) -> tuple[dict, dict]:
     """Run one stage and publish its artifact: all of it, or (on any failure) nothing visible.
-    digests: the content digests of its inputs. Returns (manifest, summary)."""
-    params, t0 = st.params(spec), time.time()
+    digests: the content digests of its inputs; params: st.params(spec), computed once by the caller
+    (it hashes the files the stage names). Returns (manifest, summary)."""
+    t0 = time.time()
     staging = store.staging(st.name)
     try:
         ctx = context(spec, store, work, st, staging, console)
@@ -246,7 +247,7 @@ def run_pipeline(spec: PipelineSpec, stages: list[Stage], console, workdir: Path
         t0 = time.time()
         state.set(st.name, state="running", started=t0, finished=None, seconds=None, error=None, skipped=False)
         try:
-            manifest, summary = execute(st, Context, spec, store, work, console, digests)
+            manifest, summary = execute(st, Context, spec, store, work, console, digests, params)
             t1 = manifest["finished"]
         except BaseException as exc:
             reason = str(exc) or type(exc).__name__

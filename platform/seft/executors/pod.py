@@ -65,6 +65,6 @@ def run_stage(spec: PipelineSpec, name: str, console, work: Path) -> dict:
         if manifest is None:
             raise SeftError(f"stage {name}: its input {store.uri(dep)} is not published")
         digests[dep] = manifest_digest(manifest)
-    manifest, summary = execute(st, PodContext, spec, store, work, console, digests)
+    manifest, summary = execute(st, PodContext, spec, store, work, console, digests, st.params(spec))
     console.print(f"[green]{name} published to {store.uri(name)} in {manifest['seconds']:.1f}s[/green]")
     return summary

@@ -16,9 +16,9 @@ from seft.storage import local_path
 
 
 def stage(spec) -> Stage:
-    if spec.bootstrap is not None:  # bootstrap made the data
-        return Stage("prepare", run, reads=("data", "bootstrap"), inputs=("bootstrap",))
-    return Stage("prepare", run, reads=("data", "bootstrap"), files=(spec.data.preference, spec.data.prompts))
+    made = spec.bootstrap is not None  # bootstrap made the data; else the files' content is a parameter
+    return Stage("prepare", run, reads=("data", "bootstrap"), inputs=("bootstrap",) if made else (),
+                 files=() if made else (spec.data.preference, spec.data.prompts))
 
 
 def _sample(rec: PreferenceRecord, original, sample_id: str) -> RevisionSample:
