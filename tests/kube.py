@@ -1,8 +1,8 @@
 """A real kube-apiserver and etcd on loopback, for the operator's integration tests.
 
-The API server binary comes from scripts/build_kube_apiserver.sh (built once, cached). It is an
-API server only: no scheduler, kubelet or controllers, so tests play the cluster by writing the
-status of Deployments, Jobs and PyTorchJobs themselves."""
+The binaries come from scripts/build_kube.sh (built once, cached). KubeAPI is an API server only:
+no scheduler, kubelet or controllers, so the played tier writes the status of Deployments, Jobs,
+PyTorchJobs and TrainJobs itself; tests/kube_node.py adds a real node to it."""
 
 from __future__ import annotations
 
@@ -15,32 +15,51 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILD = ROOT / "scripts" / "build_kube_apiserver.sh"
+BUILD = ROOT / "scripts" / "build_kube.sh"
 
 
-def cached_apiserver() -> Path | None:
-    explicit = os.environ.get("SEFT_KUBE_APISERVER")
-    if explicit:
-        return Path(explicit)
-    path = Path(os.environ.get("SEFT_KUBE_CACHE", Path.home() / ".cache" / "seft-kube")) / "kube-apiserver"
-    return path if path.exists() else None
+CACHE = Path(os.environ.get("SEFT_KUBE_CACHE", Path.home() / ".cache" / "seft-kube"))
 
 
-def find_or_build_apiserver() -> tuple[Path | None, str]:
-    """(binary, "") or (None, why not). Builds when SEFT_BUILD_KUBE=1 and nothing is cached."""
-    binary = cached_apiserver()
-    if binary is None and os.environ.get("SEFT_BUILD_KUBE") == "1":
+def find_or_build(binary: str = "kube-apiserver") -> tuple[Path | None, str]:
+    """(the cached binary, "") or (None, why not). Builds when SEFT_BUILD_KUBE=1 and it is missing
+    (scripts/build_kube.sh builds all five binaries and installs the node's runtime)."""
+    path = CACHE / binary
+    if not path.exists() and os.environ.get("SEFT_BUILD_KUBE") == "1":
         out = subprocess.run(["bash", str(BUILD)], capture_output=True, text=True, timeout=3600)
         if out.returncode != 0:
-            return None, f"building kube-apiserver failed: {out.stderr[-500:]}"
-        binary = Path(out.stdout.strip().splitlines()[-1])
-    if binary is None:
-        return None, f"no kube-apiserver: run {BUILD.relative_to(ROOT)} (or set SEFT_BUILD_KUBE=1)"
+            return None, f"building the Kubernetes binaries failed: {out.stderr[-500:]}"
+    if not path.exists():
+        return None, f"no {binary} in {CACHE}: run {BUILD.relative_to(ROOT)} (or set SEFT_BUILD_KUBE=1)"
+    binary = path
     if shutil.which("etcd") is None:
         return None, "no etcd on PATH (apt-get install etcd-server)"
     if shutil.which("kubectl") is None:
         return None, "no kubectl on PATH"
     return binary, ""
+
+
+SERVICE_CIDR = "10.0.0.0/24"
+
+
+def crd_for_1_20(path: Path) -> str:
+    """A CRD file as this 1.20 API server takes it: without `default: ""` (1.20 reads an empty
+    string default as null and refuses the CRD), so a list-map key that had one becomes required.
+    Its CEL rules the server drops by itself."""
+    import yaml
+
+    def strip(node):
+        if isinstance(node, list):
+            return [strip(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        out = {k: strip(v) for k, v in node.items() if not (k == "default" and v == "")}
+        if out.get("x-kubernetes-list-map-keys") and "items" in out:
+            items = out["items"]
+            items["required"] = sorted(set(items.get("required", [])) | set(out["x-kubernetes-list-map-keys"]))
+        return out
+
+    return yaml.safe_dump(strip(yaml.safe_load(path.read_text())))
 
 
 def _free_port() -> int:
@@ -54,7 +73,7 @@ def _free_port() -> int:
 class KubeAPI:
     """etcd + kube-apiserver in `work`; .kubeconfig authenticates as a cluster admin."""
 
-    def __init__(self, binary: Path, work: Path):
+    def __init__(self, binary: Path, work: Path, args: tuple[str, ...] = ()):
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -84,7 +103,7 @@ class KubeAPI:
                  f"--service-account-key-file={work / 'sa.pub'}",
                  f"--service-account-signing-key-file={work / 'sa.key'}",
                  "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                 "--service-cluster-ip-range=10.0.0.0/24", "--advertise-address=127.0.0.1"],
+                 f"--service-cluster-ip-range={SERVICE_CIDR}", "--advertise-address=127.0.0.1", *args],
                 stdout=self.log.open("w"), stderr=subprocess.STDOUT)
             try:
                 self._wait_ready()

@@ -5,10 +5,11 @@ reconciles it every SEFT_OPERATOR_INTERVAL seconds (default 5): everything it kn
 pipeline's status and in the names of its children (NAME-STAGE-ATTEMPT, ...), so an operator
 restarted at any point creates nothing twice and carries on.
 
-A stage: its services' Deployments available, then its data Job, then its PyTorchJobs. A failed
-Job or PyTorchJob is re-created (attempt N+1) up to spec.cluster.retries times; then the stage
-and the pipeline are Failed with the child's reason. Services no later stage needs are scaled to
-zero."""
+A stage: its services' StatefulSets ready, then its data Job, then its trainings (TrainJobs,
+PyTorchJobs or Jobs: cluster.trainer). A failed Job or training is re-created (attempt N+1) up to
+spec.cluster.retries times; then the stage and the pipeline are Failed with the child's reason
+(a pod's OOMKilled included). Services no later stage needs are scaled to zero. The images and the
+store Secret are the operator's (config.py): a pipeline naming others fails, creating nothing."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from seft.recipes import stages_for
 from seft.spec import PipelineSpec
 from seft.specfile import parse_spec
 from seft.stages import Ref, Stage
-from seft_operator import GROUP, PLURAL, VERSION, objects, plan
+from seft_operator import GROUP, PLURAL, VERSION, config, objects, plan
 
 INTERVAL = float(os.environ.get("SEFT_OPERATOR_INTERVAL", "5"))
 DONE = ("Complete", "Failed")
@@ -74,7 +75,28 @@ def ensure(obj: dict) -> dict:
 
 
 def outcome(child: dict) -> tuple[str | None, str]:
-    """(Succeeded | Failed | None while running, reason) of a Job or PyTorchJob."""
+    """(Succeeded | Failed | None while running, reason) of a Job, TrainJob or PyTorchJob; a
+    failed Job's reason says how its pod's containers ended (OOMKilled, exit codes)."""
+    result, reason = _conditions(child)
+    if result == "Failed" and child["kind"] == "Job":
+        reason = "; ".join(filter(None, [reason, pod_failure(child["metadata"])]))
+    return result, reason
+
+
+def pod_failure(job_meta: dict) -> str:
+    """How the containers of a Job's pods terminated, e.g. "pod X: container train OOMKilled (exit 137)"."""
+    pods = _resource("v1", "Pod").get(namespace=job_meta["namespace"], label_selector=f"job-name={job_meta['name']}")
+    ends = []
+    for pod in pods.to_dict()["items"]:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+            if term and term.get("exitCode"):
+                ends.append(f"pod {pod['metadata']['name']}: container {cs['name']} "
+                            f"{term.get('reason', 'Error')} (exit {term['exitCode']})")
+    return "; ".join(ends)
+
+
+def _conditions(child: dict) -> tuple[str | None, str]:
     status = child.get("status") or {}
     for cond in status.get("conditions") or []:
         if cond.get("status") == "True" and cond.get("type") in ("Complete", "Succeeded"):
@@ -103,27 +125,29 @@ class Run:
     """One reconcile of one pipeline: reads its children, creates what is due, updates `state`
     (the status's per-stage entries) and posts events."""
 
-    def __init__(self, body: dict, spec: PipelineSpec, state: dict, logger):
-        self.body, self.spec, self.state, self.logger = body, spec, state, logger
+    def __init__(self, body: dict, spec: PipelineSpec, op: config.OperatorConfig, state: dict, logger):
+        self.body, self.spec, self.op, self.state, self.logger = body, spec, op, state, logger
         self.pipeline = {"metadata": {"name": body["metadata"]["name"], "namespace": body["metadata"]["namespace"],
                                       "uid": body["metadata"]["uid"]}}
 
     def event(self, type_: str, reason: str, message: str) -> None:
         kopf.event(self.body, type=type_, reason=reason, message=message)
 
-    def services_ready(self, stage: Stage) -> bool:
-        ready = True
-        for svc in plan.services(self.spec, stage).values():
-            deployment, service = objects.service_objects(self.pipeline, self.spec, svc)
-            ensure(service)
-            current = ensure(deployment)
-            if (current.get("spec") or {}).get("replicas", 1) < 1:  # scaled down earlier: needed again
+    def services(self, stage: Stage) -> dict[str, str] | None:
+        """The stage's services by name -> endpoint, once every replica is ready; else None."""
+        endpoints, ready = {}, True
+        for name, svc in plan.services(self.spec, stage).items():
+            statefulset, *services = objects.service_objects(self.pipeline, self.spec, self.op, svc)
+            endpoints[name] = objects.endpoint([ensure(s) for s in services])
+            current = ensure(statefulset)
+            want = statefulset["spec"]["replicas"]
+            if (current.get("spec") or {}).get("replicas", want) != want:  # scaled down earlier: needed again
                 meta = current["metadata"]
-                _resource("apps/v1", "Deployment").patch(body={"spec": {"replicas": 1}}, name=meta["name"],
-                                                        namespace=meta["namespace"])
+                _resource("apps/v1", "StatefulSet").patch(body={"spec": {"replicas": want}}, name=meta["name"],
+                                                         namespace=meta["namespace"])
                 current["status"] = {}
-            ready &= ((current.get("status") or {}).get("availableReplicas") or 0) >= 1
-        return ready
+            ready &= ((current.get("status") or {}).get("readyReplicas") or 0) >= want
+        return endpoints if ready else None
 
     def retry(self, entry: dict, child: str, reason: str) -> bool:
         """A failed child: True if it gets another attempt."""
@@ -140,12 +164,12 @@ class Run:
         if st["phase"] == "Pending":
             st["startedAt"] = now()
             self.event("Normal", "StageStarted", f"stage {stage.name}")
-        if not self.services_ready(stage):
+        endpoints = self.services(stage)
+        if endpoints is None:
             st["phase"] = "WaitingForServices"
             return st["phase"]
         if not st.get("dataDone"):
-            job = ensure(objects.stage_job(self.pipeline, self.spec, stage.name, st["attempt"],
-                                           plan.services(self.spec, stage)))
+            job = ensure(objects.stage_job(self.pipeline, self.spec, self.op, stage.name, st["attempt"], endpoints))
             result, reason = outcome(job)
             if result is None:
                 st["phase"] = "Running"
@@ -163,7 +187,7 @@ class Run:
         return st["phase"]
 
     def train(self, stage: Stage, st: dict) -> bool:
-        """Run the stage's PyTorchJobs; True once all succeeded."""
+        """Run the stage's trainings; True once all succeeded."""
         uri = functools.partial(plan.uri, self.spec)
         ensure(objects.train_configmap(self.pipeline, stage.name, {
             job: objects.train_job(self.spec, t, uri(t.model), uri(Ref(stage.name, t.data)),
@@ -173,13 +197,14 @@ class Run:
             entry = st.setdefault("trainings", {}).setdefault(job, {"phase": "Pending", "attempt": 1})
             if entry["phase"] == "Succeeded":
                 continue
-            child = ensure(objects.pytorchjob(self.pipeline, self.spec, stage.name, job, t.training, entry["attempt"]))
+            child = ensure(objects.training(self.pipeline, self.spec, self.op, stage.name, job, t.training,
+                                            entry["attempt"]))
             result, reason = outcome(child)
             if result == "Succeeded":
                 entry.update(phase="Succeeded", artifact=uri(Ref(stage.name, job)))
                 continue
             done = False
-            if result == "Failed" and not self.retry(entry, f"PyTorchJob {child['metadata']['name']}", reason):
+            if result == "Failed" and not self.retry(entry, f"{child['kind']} {child['metadata']['name']}", reason):
                 st["reason"] = entry["reason"]
                 self.fail(stage, st)
                 return False
@@ -194,8 +219,8 @@ class Run:
         return "Failed"
 
     def scale_down(self, keep: set[str]) -> None:
-        """Services (Deployments) of this pipeline that no remaining stage needs go to zero."""
-        deployments = _resource("apps/v1", "Deployment")
+        """Services (StatefulSets) of this pipeline that no remaining stage needs go to zero."""
+        deployments = _resource("apps/v1", "StatefulSet")
         listed = deployments.get(namespace=self.pipeline["metadata"]["namespace"],
                                  label_selector=f"seft.dev/pipeline={self.pipeline['metadata']['name']}")
         for item in listed.to_dict()["items"]:
@@ -213,16 +238,18 @@ def reconcile(body, spec, status, meta, patch, logger, **_) -> None:
     if status.get("phase") in DONE and status.get("observedGeneration") == generation:
         return
     patch.status["observedGeneration"] = generation
+    op = config.load()
     try:
         pipeline_spec = parse_spec({"name": meta["name"], **dict(spec)}, f"SeftPipeline {meta['name']}")
-    except SpecError as exc:  # what the CRD schema cannot say (alpha <= beta, ...)
+        pipeline_spec = pipeline_spec.model_copy(update={"cluster": op.admit(pipeline_spec.cluster)})
+    except SpecError as exc:  # what the CRD schema cannot say (alpha <= beta, ...), or the operator refuses
         kopf.event(body, type="Warning", reason="InvalidSpec", message=str(exc))
         patch.status.update(phase="Failed", reason=str(exc), conditions=set_condition(
             set_condition(conditions, "Failed", True, "InvalidSpec", str(exc), generation),
             "Ready", False, "InvalidSpec", str(exc), generation))
         return
     state = json.loads(json.dumps(status.get("stages") or {}))  # a plain, mutable copy
-    run = Run(dict(body), pipeline_spec, state, logger)
+    run = Run(dict(body), pipeline_spec, op, state, logger)
     ensure(objects.spec_configmap(run.pipeline, pipeline_spec))
     ensure(objects.deepspeed_configmap(meta["namespace"]))
     plan_stages = stages_for(pipeline_spec)

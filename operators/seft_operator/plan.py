@@ -1,6 +1,6 @@
 """What the operator runs for a pipeline, from the same stage declarations `seft run` uses:
-per stage, its services (as Deployments, shared by stages that need the same model), its data
-work (a Job) and its trainings (PyTorchJobs). Locations are store URIs."""
+per stage, its services (as StatefulSets, shared by stages that need the same model), its data
+work (a Job) and its trainings. Locations are store URIs."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ def uri(spec: PipelineSpec, ref: Ref) -> str:
 
 @dataclass(frozen=True)
 class Service:
-    """One Deployment: a service kind serving one model (or critic)."""
+    """One StatefulSet: a service kind serving one model (or critic)."""
 
-    id: str          # the Deployment's name suffix: kind + a digest of what it serves
+    id: str          # the StatefulSet's name suffix: kind + a digest of what it serves
     kind: str
     model_uri: str | None
     label_first: bool

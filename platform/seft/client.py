@@ -1,15 +1,23 @@
 """Typed gRPC clients. Stages reach the services only through these, on every executor.
 
 Each call takes any number of items and sends them in batches of `batch_size`; `on_batch`
-(called with the number of items done) drives a progress bar. UNAVAILABLE is retried with
-backoff by gRPC's own retry policy. `ReviserClient.revise_stream` sends everything in one
-server-streaming call and yields revisions as their chunks arrive."""
+(called with the number of items done) drives a progress bar. An endpoint is host:port, or a
+comma-separated list of IP:port (a service's replicas): then calls go round robin over the
+replicas, one batch in flight per replica. UNAVAILABLE is retried with backoff by gRPC's own
+retry policy (on another replica, where there is one); with $SEFT_RECONNECT_S set (the
+operator's stage pods: their services' pods can be replaced), a batch that still fails waits up to
+that long for the service to come back and is sent again, so no item is lost.
+`ReviserClient.revise_stream` sends everything in one server-streaming call and yields revisions as
+their chunks arrive."""
 
 from __future__ import annotations
 
 import json
+import os
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +32,7 @@ from seft.settings import Sampling
 from seft.v1 import (common_pb2, critic_pb2, critic_pb2_grpc, generator_pb2, generator_pb2_grpc,
                      labeller_pb2, labeller_pb2_grpc, reviser_pb2, reviser_pb2_grpc)
 
-_RETRY = json.dumps({"methodConfig": [{
+_RETRY = json.dumps({"loadBalancingConfig": [{"round_robin": {}}], "methodConfig": [{
     "name": [{"service": f"seft.v1.{s}"} for s in ("Generator", "Reviser", "Critic", "Labeller")],
     "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.2s", "maxBackoff": "5s",
                     "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]})
@@ -47,6 +55,9 @@ class ClientTLS:
 
 
 def channel(endpoint: str, tls: ClientTLS | None = None, max_message_bytes: int = 64 << 20) -> grpc.Channel:
+    """host:port, or IP:port,IP:port,... for a service's replicas (balanced round robin)."""
+    if "," in endpoint:
+        endpoint = f"ipv4:{endpoint}"
     options = [("grpc.service_config", _RETRY), ("grpc.enable_retries", 1),
                ("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", max_message_bytes)]
@@ -85,19 +96,41 @@ class _Client:
     def __init__(self, endpoint: str, timeout: float = 600.0, batch_size: int = 64, tls: ClientTLS | None = None):
         self.endpoint, self.timeout, self.batch_size = endpoint, timeout, batch_size
         self.channel = channel(endpoint, tls)
+        self.in_flight = endpoint.count(",") + 1
+        self.reconnect_s = float(os.environ.get("SEFT_RECONNECT_S", "0"))
+
+    def _send(self, call: Callable[[Sequence, int], list], chunk: Sequence, start: int) -> list:
+        deadline = None
+        while True:
+            try:
+                return call(chunk, start)
+            except grpc.RpcError as exc:
+                error = exc
+            now = time.monotonic()
+            deadline = deadline or now + self.reconnect_s
+            if error.code() != grpc.StatusCode.UNAVAILABLE or now >= deadline:
+                raise SeftError(f"{type(self).__name__} at {self.endpoint}: {error.code().name}: {error.details()} "
+                                f"(items {start}..{start + len(chunk) - 1})") from None
+            try:  # the service's pod is being replaced: wait for it, then send the batch again
+                grpc.channel_ready_future(self.channel).result(timeout=deadline - now)
+            except grpc.FutureTimeoutError:
+                pass
 
     def _batched(self, items: Sequence, call: Callable[[Sequence, int], list],
                  on_batch: Callable[[int], None] | None) -> list:
+        """The batches in order, up to one in flight per replica."""
+        starts = range(0, len(items), self.batch_size)
         out: list = []
-        for start in range(0, len(items), self.batch_size):
-            chunk = items[start:start + self.batch_size]
+        with ThreadPoolExecutor(self.in_flight) as pool:
             try:
-                out.extend(call(chunk, start))
-            except grpc.RpcError as exc:
-                raise SeftError(f"{type(self).__name__} at {self.endpoint}: {exc.code().name}: {exc.details()} "
-                                f"(items {start}..{start + len(chunk) - 1})") from None
-            if on_batch:
-                on_batch(len(chunk))
+                futures = [pool.submit(self._send, call, items[s:s + self.batch_size], s) for s in starts]
+                for future, start in zip(futures, starts):
+                    out.extend(future.result())
+                    if on_batch:
+                        on_batch(len(items[start:start + self.batch_size]))
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
         return out
 
     def close(self) -> None:

@@ -171,19 +171,47 @@ class Resources(Model):
     gpus: int = Field(0, ge=0, description="nvidia.com/gpu")
 
 
-class Cluster(Model):
-    """How the operator runs the pipeline on Kubernetes; `seft run` ignores it. Credentials for
-    an s3:// store come from the Secret `store_secret` (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)."""
+class Replicas(Model):
+    """Pods per service kind; a stage spreads its calls over a service's pods."""
 
-    image: str = Field("ghcr.io/seft-platform/seft:0.1.0", description="the platform image (Dockerfile)")
-    vllm_image: str = Field("vllm/vllm-openai:v0.11.0", description="the vLLM sidecar of generators and revisers")
-    store_secret: str = Field("seft-store", pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-    retries: int = Field(2, ge=0, le=10, description="a failed Job or PyTorchJob is re-created up to this often")
+    generator: int = Field(1, ge=1, le=64)
+    reviser: int = Field(1, ge=1, le=64)
+    critic: int = Field(1, ge=1, le=64)
+    labeller: int = Field(1, ge=1, le=64)
+
+
+class Cluster(Model):
+    """How the operator runs the pipeline on Kubernetes; `seft run` ignores it. The images and the
+    store Secret are the operator's to choose (its configuration lists what is allowed): a spec
+    may name one of those, or leave them to the operator's defaults."""
+
+    image: str | None = Field(None, description="the platform image (Dockerfile); default: the operator's")
+    vllm_image: str | None = Field(None, description="the vLLM sidecar of generators and revisers; "
+                                                     "default: the operator's")
+    store_secret: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+                                     description="must be the operator's store Secret when given")
+    serving: Literal["vllm", "transformers"] = Field(
+        "vllm", description="generators and revisers: a vLLM sidecar (GPUs), or the in-process "
+                            "transformers backend (CPU clusters, small models)")
+    trainer: Literal["trainjob", "pytorchjob", "job"] = Field(
+        "trainjob", description="trainings as Kubeflow Trainer v2 TrainJobs, Training Operator v1 "
+                                "PyTorchJobs, or batch Jobs running torchrun on one node")
+    trainjob_runtime: str = Field("torch-distributed", pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+                                  description="trainer trainjob: the ClusterTrainingRuntime")
+    retries: int = Field(2, ge=0, le=10, description="a failed Job or training is re-created up to this often")
+    replicas: Replicas = Replicas()
     vllm: Resources = Resources(cpu="8", memory="64Gi", gpus=1)
     service: Resources = Resources(cpu="2", memory="8Gi")
     stage: Resources = Resources(cpu="2", memory="8Gi")
-    training_nodes: int = Field(1, ge=1, description="PyTorchJob replicas (1 master + workers)")
+    training_nodes: int = Field(1, ge=1, description="nodes per training (trainer job: 1)")
     training: Resources = Resources(cpu="32", memory="256Gi", gpus=8)
+
+    @model_validator(mode="after")
+    def _one_node_jobs(self) -> "Cluster":
+        if self.trainer == "job" and self.training_nodes != 1:
+            raise ValueError(f"training_nodes: {self.training_nodes} needs a training operator; "
+                             "trainer 'job' runs on one node (use trainjob or pytorchjob)")
+        return self
 
 
 def _paper_policy_training() -> Training:

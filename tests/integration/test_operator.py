@@ -1,8 +1,9 @@
 """The operator (kopf, in-process) against a real kube-apiserver and etcd on loopback, with our
-CRD and the real Kubeflow PyTorchJob CRD applied. No kubelet or controllers run there, so the
-test plays the cluster: it marks Deployments available, Jobs complete and PyTorchJobs Succeeded
-(or Failed) by writing their status. Skipped, saying why, where no API server can be had
-(scripts/build_kube_apiserver.sh builds one)."""
+CRD and the real Kubeflow PyTorchJob (v1) and TrainJob (Trainer v2) CRDs applied: the played
+tier. No kubelet or controllers run there, so the test plays the cluster: it marks StatefulSets
+ready, Jobs complete and PyTorchJobs and TrainJobs Succeeded (or Failed) by writing their status.
+Skipped, saying why, where no API server can be had (scripts/build_kube.sh builds one). The node
+tier (tests/node/) runs real pods."""
 
 from __future__ import annotations
 
@@ -17,34 +18,37 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kube import KubeAPI, find_or_build_apiserver
+from kube import KubeAPI, crd_for_1_20, find_or_build
 
 pytestmark = [pytest.mark.integration,  # the test API server's certificate is self-signed
               pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
               pytest.mark.xdist_group("kube")]  # under xdist, one worker starts the one API server
 ROOT = Path(__file__).resolve().parents[2]
 PYTORCHJOB_CRD = ROOT.parent / "shared" / "reference" / "kubeflow-training-v1.9" / "kubeflow.org_pytorchjobs.yaml"
+TRAINJOB_CRD = ROOT.parent / "shared" / "reference" / "kubeflow-trainer-v2" / "trainer.kubeflow.org_trainjobs.yaml"
 NS = "seft"
 os.environ.setdefault("SEFT_OPERATOR_INTERVAL", "0.3")
 
 
 @pytest.fixture(scope="module")
 def kube(tmp_path_factory):
-    binary, why = find_or_build_apiserver()
+    binary, why = find_or_build()
     if binary is None:
         pytest.skip(why)
-    if not PYTORCHJOB_CRD.exists():
-        pytest.skip(f"no Kubeflow PyTorchJob CRD at {PYTORCHJOB_CRD}")
+    for crd in (PYTORCHJOB_CRD, TRAINJOB_CRD):
+        if not crd.exists():
+            pytest.skip(f"no Kubeflow CRD at {crd}")
     api = KubeAPI(binary, tmp_path_factory.mktemp("kube"))
     os.environ["KUBECONFIG"] = str(api.kubeconfig)
     try:
         api.kubectl("apply", "-f", str(ROOT / "manifests" / "base" / "crd.yaml"))
         api.kubectl("create", "--validate=false", "-f", str(PYTORCHJOB_CRD))  # too large for client-side apply
+        api.kubectl("create", "--validate=false", "-f", "-", input=crd_for_1_20(TRAINJOB_CRD))
         deadline = time.monotonic() + 60
         while True:  # kubectl wait fails outright while a new CRD has no status.conditions yet
             try:
-                api.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                            "crd/seftpipelines.seft.dev", "crd/pytorchjobs.kubeflow.org")
+                api.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/seftpipelines.seft.dev",
+                            "crd/pytorchjobs.kubeflow.org", "crd/trainjobs.trainer.kubeflow.org")
                 break
             except RuntimeError:
                 if time.monotonic() > deadline:
@@ -63,7 +67,8 @@ def dyn(kube):
     return dynamic.DynamicClient(config.new_client_from_config(config_file=str(kube.kubeconfig)))
 
 
-KINDS = [("apps/v1", "Deployment"), ("batch/v1", "Job"), ("kubeflow.org/v1", "PyTorchJob")]
+KINDS = [("apps/v1", "StatefulSet"), ("batch/v1", "Job"), ("kubeflow.org/v1", "PyTorchJob"),
+         ("trainer.kubeflow.org/v1alpha1", "TrainJob")]
 MERGE = "application/merge-patch+json"
 
 
@@ -91,14 +96,19 @@ class Cluster(threading.Thread):
     def finish(self, res, kind: str, name: str, item) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         reason = self.fail(kind, name)
-        if kind == "Deployment":
-            status = {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1, "updatedReplicas": 1}
+        if kind == "StatefulSet":
+            n = item.spec.replicas
+            status = {"replicas": n, "readyReplicas": n, "currentReplicas": n, "updatedReplicas": n}
         elif kind == "Job":
             status = ({"failed": 1, "conditions": [{"type": "Failed", "status": "True", "message": reason,
                                                      "reason": "BackoffLimitExceeded", "lastProbeTime": stamp,
                                                      "lastTransitionTime": stamp}]} if reason else
                       {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True", "lastProbeTime": stamp,
                                                        "lastTransitionTime": stamp}]})
+        elif kind == "TrainJob":
+            cond = ({"type": "Failed", "status": "True", "reason": "TrainingFailed", "message": reason} if reason
+                    else {"type": "Complete", "status": "True", "reason": "JobsCompleted", "message": "done"})
+            status = {"conditions": [{**cond, "lastTransitionTime": stamp}]}
         else:
             cond = ({"type": "Failed", "status": "True", "reason": "PyTorchJobFailed", "message": reason} if reason
                     else {"type": "Succeeded", "status": "True", "reason": "PyTorchJobSucceeded", "message": "done"})
@@ -153,11 +163,15 @@ def create(dyn, doc: dict) -> None:
     dyn.resources.get(api_version="seft.dev/v1alpha1", kind="SeftPipeline").create(body=doc, namespace=NS)
 
 
-@pytest.mark.parametrize("name, file", [("qs-happy", "quickstart.yaml"), ("qs-self", "quickstart-self.yaml"),
-                                        ("qs-evolve", "quickstart-evolve.yaml")])
-def test_a_pipeline_runs_to_complete_with_children_in_order(kube, dyn, name, file):
-    """SEFT, SELF and EVOLVE: every stage's services, Job and PyTorchJobs, in order."""
-    doc = sample(name, file)
+TRAINING_KIND = {"trainjob": "TrainJob", "pytorchjob": "PyTorchJob", "job": "Job"}
+
+
+@pytest.mark.parametrize("name, file, trainer", [
+    ("qs-happy", "quickstart.yaml", "trainjob"), ("qs-pytorchjob", "quickstart.yaml", "pytorchjob"),
+    ("qs-self", "quickstart-self.yaml", "job"), ("qs-evolve", "quickstart-evolve.yaml", "trainjob")])
+def test_a_pipeline_runs_to_complete_with_children_in_order(kube, dyn, name, file, trainer):
+    """SEFT, SELF and EVOLVE, each trainer kind: every stage's services, Job and trainings, in order."""
+    doc = sample(name, file, trainer=trainer)
     cluster = Cluster(dyn, name)
     cluster.start()
     with operator() as runner:
@@ -181,16 +195,18 @@ def test_a_pipeline_runs_to_complete_with_children_in_order(kube, dyn, name, fil
         job = order.index(f"{name}-{dns(stage.name)}-1")
         for svc in services.values():  # the stage's services exist before its Job
             assert order.index(f"{name}-{svc.id}") < job
-        for train in stage.trainings:  # its PyTorchJobs after its Job, before the next stage's Job
+        for train in stage.trainings:  # its trainings after its Job, before the next stage's Job
             pj = order.index(f"{name}-{dns(stage.name)}-{train}-1")
+            assert cluster.created[pj][0] == TRAINING_KIND[trainer]
             assert job < pj
             assert st["trainings"][train] == {"phase": "Succeeded", "attempt": 1,
                                               "artifact": f"s3://seft/{name}/{stage.name}/{train}"}
             if i + 1 < len(stages):
                 assert pj < order.index(f"{name}-{dns(stages[i + 1][0].name)}-1")
-    jobs = [name for kind, name in cluster.created if kind == "Job"]
-    assert jobs == [f"{name}-{dns(s.name)}-1" for s, _ in stages]  # one each, in order
-    deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment").get(
+    stage_jobs = dyn.resources.get(api_version="batch/v1", kind="Job").get(
+        namespace=NS, label_selector=f"seft.dev/pipeline={name},app.kubernetes.io/component=stage").items
+    assert sorted(j.metadata.name for j in stage_jobs) == sorted(f"{name}-{dns(s.name)}-1" for s, _ in stages)
+    deployments = dyn.resources.get(api_version="apps/v1", kind="StatefulSet").get(
         namespace=NS, label_selector=f"seft.dev/pipeline={name}").items
     assert len(deployments) == len({svc.id for _, services in stages for svc in services.values()})
     assert all(d.spec.replicas == 0 for d in deployments)  # nothing needs them any more
@@ -231,9 +247,9 @@ def test_a_restarted_operator_continues_without_duplicates(kube, dyn):
     assert not [n for n in names if n.endswith("-2")]  # no second attempt of anything
 
 
-def test_a_failing_pytorchjob_is_retried_then_fails_the_pipeline(kube, dyn):
+def test_a_failing_training_is_retried_then_fails_the_pipeline(kube, dyn):
     cluster = Cluster(dyn, "qs-fail", fail=lambda kind, name: "OOMKilled: rank 0 ran out of GPU memory"
-                      if kind == "PyTorchJob" and "-warmup-" in name else None)
+                      if kind == "TrainJob" and "-warmup-" in name else None)
     cluster.start()
     with operator():
         create(dyn, sample("qs-fail", retries=1))
@@ -246,7 +262,7 @@ def test_a_failing_pytorchjob_is_retried_then_fails_the_pipeline(kube, dyn):
     assert warmup["trainings"]["reviser"]["attempt"] == 2
     assert "OOMKilled" in status["reason"]
     assert {c["type"]: c["status"] for c in status["conditions"]}["Failed"] == "True"
-    tried = [n for k, n in cluster.created if k == "PyTorchJob" and "-warmup-" in n]
+    tried = [n for k, n in cluster.created if k == "TrainJob" and "-warmup-" in n]
     assert tried == ["qs-fail-warmup-reviser-1", "qs-fail-warmup-reviser-2"]
     assert "label" not in status["stages"]  # nothing after the failed stage ran
     reasons = kube.kubectl("get", "events", "-n", NS, "--field-selector", "involvedObject.name=qs-fail",
@@ -264,3 +280,17 @@ def test_the_api_server_refuses_an_invalid_spec_naming_the_field(kube, dyn):
         create(dyn, bad)
         body = wait_for(dyn, "qs-bad", lambda s: s.get("phase") == "Failed", timeout=60)
     assert "alpha (0.9) must not exceed beta (0.1)" in body["status"]["reason"]
+
+
+def test_a_pipeline_naming_an_image_or_secret_the_operator_does_not_allow_fails_creating_nothing(kube, dyn):
+    """No confused deputy: the pipeline's author cannot choose what the operator's pods run or read."""
+    for name, field, value in [("qs-image", "image", "evil.example/miner:1"),
+                               ("qs-secret", "store_secret", "someone-elses-keys")]:
+        with operator():
+            create(dyn, sample(name, **{field: value}))
+            body = wait_for(dyn, name, lambda s: s.get("phase") == "Failed", timeout=60)
+        assert f"spec.cluster.{field}: '{value}' is not allowed" in body["status"]["reason"]
+        for api_version, kind in [("v1", "ConfigMap"), ("v1", "Service"), *KINDS]:
+            made = dyn.resources.get(api_version=api_version, kind=kind).get(
+                namespace=NS, label_selector=f"seft.dev/pipeline={name}").items
+            assert made == [], (kind, [m.metadata.name for m in made])
