@@ -28,7 +28,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from kube import CACHE, KubeAPI, find_or_build
+from kube import CACHE, SERVICE_CIDR, KubeAPI, find_or_build
 
 ROOT = Path(__file__).resolve().parents[1]
 BINARIES = ("kube-apiserver", "kubelet", "kube-controller-manager", "kube-scheduler", "kube-proxy")
@@ -206,6 +206,7 @@ class Node:
             "cniVersion": "0.4.0", "name": "seft", "plugins": [
                 {"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False, "hairpinMode": True,
                  "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_CIDR, "gateway": GATEWAY}]],
+                          "routes": [{"dst": SERVICE_CIDR}],  # Services only: pods have no default route
                           "dataDir": str(self.work / "cni-ipam")}},
                 {"type": "portmap", "capabilities": {"portMappings": True}}]}))
         _run("iptables", "-N", CHAIN, check=False)

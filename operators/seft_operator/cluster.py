@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import yaml
-
 from seft.errors import SeftError
 from seft.specfile import parse_spec
+
 from seft_operator import GROUP, KIND, VERSION
 
 

@@ -19,7 +19,6 @@ import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
-
 from seft.errors import SpecError
 from seft.spec import Cluster
 from seft.specfile import load_yaml, validate

@@ -12,8 +12,8 @@ import copy
 import sys
 
 import yaml
-
 from seft.spec import PipelineSpec
+
 from seft_operator import GROUP, KIND, PLURAL, VERSION
 
 DROP = {"title", "default", "examples"}

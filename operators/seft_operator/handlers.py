@@ -19,12 +19,13 @@ import json
 import os
 
 import kopf
-
+import seft.train
 from seft.errors import SpecError
 from seft.recipes import stages_for
 from seft.spec import PipelineSpec
 from seft.specfile import parse_spec
 from seft.stages import Ref, Stage
+
 from seft_operator import GROUP, PLURAL, VERSION, config, objects, plan
 
 INTERVAL = float(os.environ.get("SEFT_OPERATOR_INTERVAL", "5"))
@@ -84,15 +85,18 @@ def outcome(child: dict) -> tuple[str | None, str]:
 
 
 def pod_failure(job_meta: dict) -> str:
-    """How the containers of a Job's pods terminated, e.g. "pod X: container train OOMKilled (exit 137)"."""
+    """How the containers of a Job's pods terminated, e.g. "pod X: container train OOMKilled (exit
+    137)", with the last line the container logged (its termination message)."""
     pods = _resource("v1", "Pod").get(namespace=job_meta["namespace"], label_selector=f"job-name={job_meta['name']}")
     ends = []
     for pod in pods.to_dict()["items"]:
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
             term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
             if term and term.get("exitCode"):
-                ends.append(f"pod {pod['metadata']['name']}: container {cs['name']} "
-                            f"{term.get('reason', 'Error')} (exit {term['exitCode']})")
+                reason, log = term.get("reason", "Error"), term.get("message") or ""
+                why = "" if reason == "OOMKilled" else (seft.train.failure(log) or log.strip().rsplit("\n", 1)[-1])
+                ends.append(f"pod {pod['metadata']['name']}: container {cs['name']} {reason} "
+                            f"(exit {term['exitCode']})" + (f": {why}" if why else ""))
     return "; ".join(ends)
 
 

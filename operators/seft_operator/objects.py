@@ -21,13 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 
-import yaml
-
 import seft.train
+import yaml
 from seft.errors import SeftError
 from seft.settings import Training
 from seft.spec import Cluster, PipelineSpec, Resources
 from seft.stages import TrainSpec, service_env
+
 from seft_operator import GROUP, KIND, VERSION
 from seft_operator.config import OperatorConfig
 from seft_operator.plan import Service
@@ -68,7 +68,7 @@ def _resources(r: Resources) -> dict:
     amounts = {"cpu": r.cpu, "memory": r.memory}
     if r.gpus:
         amounts["nvidia.com/gpu"] = str(r.gpus)
-    return {"requests": dict(amounts), "limits": dict(amounts)}
+    return {"requests": dict(amounts), "limits": {**amounts, "cpu": r.cpu_limit or r.cpu}}
 
 
 def _container(name: str, image: str, command: list[str], resources: Resources, op: OperatorConfig,
@@ -76,7 +76,9 @@ def _container(name: str, image: str, command: list[str], resources: Resources, 
     """A container with the operator's pod defaults (env, mounts) after its own."""
     return {"name": name, "image": image, "command": command, "resources": _resources(resources),
             "env": [*env, *op.pod_defaults.env], "volumeMounts": [*volumeMounts, *op.pod_defaults.volume_mounts],
-            "securityContext": CONTAINER_SECURITY, **extra}
+            "securityContext": CONTAINER_SECURITY,
+            "terminationMessagePolicy": "FallbackToLogsOnError",  # a failed pod's last log lines reach the status
+            **extra}
 
 
 CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
@@ -109,7 +111,8 @@ MOUNTS = [{"name": "spec", "mountPath": SPEC_DIR, "readOnly": True}, {"name": "t
 
 
 def spec_configmap(pipeline: dict, spec: PipelineSpec) -> dict:
-    data = spec.model_dump(mode="json", exclude_none=True)
+    """The spec the pods read: every field, nulls too (a null `deepspeed` is not the default)."""
+    data = spec.model_dump(mode="json")
     meta = _metadata(pipeline, child_name(pipeline, "spec"), "spec")
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
             "data": {"spec.yaml": yaml.safe_dump(data, sort_keys=False)}}

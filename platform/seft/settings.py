@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_NEW_TOKENS = 256  # a sampling default
 
@@ -34,9 +34,15 @@ class Training(Model):
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     bf16: bool = True
-    deepspeed: str | None = Field("zero3", description="zero2, zero3, a DeepSpeed JSON path, or null")
+    deepspeed: str | None = Field("zero3", description="zero2, zero3, a DeepSpeed JSON path, or none")
     nproc_per_node: int = Field(1, ge=1)
     logging_steps: int = Field(10, ge=1)
+
+    @field_validator("deepspeed")
+    @classmethod
+    def _none(cls, v: str | None) -> str | None:
+        # `none`, not only null: `kubectl apply` drops a null field, and the default would return
+        return None if v == "none" else v
 
     @model_validator(mode="after")
     def _batch_divides(self) -> "Training":

@@ -164,11 +164,13 @@ QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"  # a Kubernetes resour
 
 
 class Resources(Model):
-    """A container's requests (and limits: the same, so pods are Guaranteed)."""
+    """A container's requests, and its limits: the same (pods are Guaranteed) unless cpu_limit
+    lets it burst above its CPU request, as on small CPU clusters."""
 
     cpu: str = Field("2", pattern=QUANTITY)
     memory: str = Field("8Gi", pattern=QUANTITY)
     gpus: int = Field(0, ge=0, description="nvidia.com/gpu")
+    cpu_limit: str | None = Field(None, pattern=QUANTITY, description="default: cpu")
 
 
 class Replicas(Model):

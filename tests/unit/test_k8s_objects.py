@@ -238,6 +238,16 @@ def test_every_object_built_for_a_sample_validates(path, trainer):
     check_all(built)  # last: it skips where the Kubeflow CRD is absent
 
 
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.stem)
+def test_the_pods_read_the_very_spec_the_pipeline_has(path):
+    """The spec ConfigMap parses back to the same spec (explicit nulls kept: `deepspeed: null`)."""
+    sample = load(path)
+    spec = parse_spec({"name": sample["metadata"]["name"], **sample["spec"]})
+    [cm] = [o for o in built_objects(sample) if meta_name(o) == f"{meta_name(sample)}-spec"]
+    assert parse_spec(yaml.safe_load(cm["data"]["spec.yaml"])) == spec.model_copy(
+        update={"cluster": OperatorConfig().admit(spec.cluster)})
+
+
 def test_the_baselines_plan_valid_objects_with_their_training_methods():
     import json
 

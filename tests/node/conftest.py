@@ -1,0 +1,75 @@
+"""The node tier: one real one-node Kubernetes (tests/kube_node.py) for the whole session,
+with the namespace, CRD, store Secret, workload ServiceAccount and an S3 server pod the
+operator's pipelines need. Skipped, saying why, where the node cannot run."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import kube_node
+import pytest
+import yaml
+from nodetier import NS, S3_KEYS, Operator, harness_pod, wait
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def node(tmp_path_factory):
+    reason = kube_node.why_not()
+    if reason:
+        pytest.skip(reason)
+    n = kube_node.Node(tmp_path_factory.mktemp("node"))
+    os.environ["KUBECONFIG"] = str(n.kubeconfig)
+    try:
+        yield n
+    finally:
+        n.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(node, tmp_path_factory):
+    """The namespace a pipeline runs in; returns the S3 endpoint (a ClusterIP) and the operator's
+    configuration file: the harness image allowed, pod defaults that mount the host's Python."""
+    api = node.api
+    api.kubectl("apply", "-f", str(ROOT / "manifests" / "base" / "crd.yaml"))
+    api.kubectl("create", "namespace", NS)
+    api.kubectl("create", "serviceaccount", "seft-workload", "-n", NS)
+    api.kubectl("patch", "serviceaccount", "seft-workload", "-n", NS, "-p", '{"automountServiceAccountToken": false}')
+    api.kubectl("create", "secret", "generic", "seft-store", "-n", NS,
+                *(f"--from-literal={k}={v}" for k, v in S3_KEYS.items()))
+    # The store: moto's S3 server in a pod behind a Service, as MinIO would be.
+    s3 = harness_pod("s3", ["moto_server", "-H", "0.0.0.0", "-p", "9000"])
+    api.kubectl("apply", "-f", "-", input=json.dumps(s3))
+    api.kubectl("expose", "pod", "s3", "-n", NS, "--port", "9000", "--name", "s3")
+    ip = api.kubectl("get", "service", "s3", "-n", NS, "-o", "jsonpath={.spec.clusterIP}").stdout.strip()
+    endpoint = f"{ip}:9000"
+    from minio import Minio
+
+    client = Minio(endpoint, access_key=S3_KEYS["AWS_ACCESS_KEY_ID"], secret_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"],
+                   secure=False)
+
+    def bucket():
+        try:
+            client.make_bucket("seft")
+            return True
+        except Exception:  # noqa: BLE001 - the pod is still starting
+            return False
+
+    wait("the in-cluster S3 server", bucket, timeout=120)
+    config = tmp_path_factory.mktemp("operator") / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "images": [kube_node.HARNESS], "vllm_images": [kube_node.HARNESS], "store_secret": "seft-store",
+        "service_account": "seft-workload",
+        "pod_defaults": {"volumes": kube_node.pod_defaults()["volumes"],
+                         "volume_mounts": kube_node.pod_defaults()["volumeMounts"]}}))
+    return {"endpoint": endpoint, "config": config}
+
+
+@pytest.fixture
+def operator(node, cluster, tmp_path):
+    op = Operator(node, cluster["config"], tmp_path / "operator.log")
+    yield op
+    op.stop()
