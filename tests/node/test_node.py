@@ -146,7 +146,8 @@ def test_a_quickstart_completes_on_the_node_through_faults(node, cluster, operat
         meta = pod["metadata"]
         selector = f"seft.dev/service={meta['labels']['seft.dev/service']}"
         kubectl(node, "delete", "pod", meta["name"], "--grace-period=0", "--force")
-        wait(f"{meta['name']} replaced", lambda: [p for p in pods(node, selector) if p["metadata"]["name"] == meta["name"]
+        wait(f"{meta['name']} replaced", lambda: [p for p in pods(node, selector)
+                                                   if p["metadata"]["name"] == meta["name"]
                                                    and p["metadata"]["uid"] != meta["uid"]], timeout=120)
 
     # 4. One of two reviser replicas deleted mid-stage (internal: the adaptive reviser).
