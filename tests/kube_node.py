@@ -339,6 +339,33 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
+def leftovers(work: Path) -> list[str]:
+    """What a node in `work` left behind after teardown: [] when it is clean."""
+    found = [f"mount {line.split()[1]}" for line in Path("/proc/self/mounts").read_text().splitlines()
+             if line.split()[1].startswith(str(work) + "/")]
+    found += [f"process {pid} ({name})" for pid, name in _alive(work)]
+    if _run("ip", "link", "show", BRIDGE, check=False).returncode == 0:
+        found.append(f"bridge {BRIDGE}")
+    for table in ("filter", "nat"):
+        found += [f"iptables -t {table} {rule}" for rule in _run("iptables", "-t", table, "-S", check=False)
+                  .stdout.splitlines() if any(c in rule for c in ("KUBE-", "CNI-", CHAIN))]
+    return found
+
+
+def _alive(work: Path) -> list[tuple[int, str]]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                state = (d / "stat").read_text().split()[2]
+            except OSError:
+                continue
+            if str(work) in cmd and state != "Z":
+                out.append((int(d.name), cmd.split()[0]))
+    return out
+
+
 def _stop_pid(pid: int, timeout: float = 15) -> None:
     _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout

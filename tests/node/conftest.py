@@ -21,12 +21,14 @@ def node(tmp_path_factory):
     reason = kube_node.why_not()
     if reason:
         pytest.skip(reason)
-    n = kube_node.Node(tmp_path_factory.mktemp("node"))
+    work = tmp_path_factory.mktemp("node")
+    n = kube_node.Node(work)
     os.environ["KUBECONFIG"] = str(n.kubeconfig)
     try:
         yield n
     finally:
         n.stop()
+    assert kube_node.leftovers(work.resolve()) == []  # torn down cleanly: processes, mounts, bridge, iptables
 
 
 @pytest.fixture(scope="session")
