@@ -194,8 +194,9 @@ class Run:
         """Run the stage's trainings; True once all succeeded."""
         uri = functools.partial(plan.uri, self.spec)
         ensure(objects.train_configmap(self.pipeline, stage.name, {
-            job: objects.train_job(self.spec, t, uri(t.model), uri(Ref(stage.name, t.data)),
-                                   uri(Ref(stage.name, job))) for job, t in stage.trainings.items()}))
+            job: objects.train_job(self.spec, t, uri(t.model), uri(Ref(stage.name, t.data)), uri(Ref(stage.name, job)),
+                                   plan.checkpoints_uri(self.spec, stage.name, job))
+            for job, t in stage.trainings.items()}))
         done = True
         for job, t in stage.trainings.items():
             entry = st.setdefault("trainings", {}).setdefault(job, {"phase": "Pending", "attempt": 1})

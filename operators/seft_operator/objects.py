@@ -228,10 +228,12 @@ def _job(pipeline: dict, name: str, component: str, stage: str, pod: dict) -> di
             "spec": {"backoffLimit": 0, "template": {"metadata": {"labels": meta["labels"]}, "spec": pod}}}
 
 
-def train_job(spec: PipelineSpec, train: TrainSpec, model: str, data: str, output_dir: str) -> dict:
-    """A `seft train` TrainJob config: model, data and output_dir are URIs in the pipeline's
-    store; a named DeepSpeed config points into the mounted seft-deepspeed ConfigMap."""
-    job = seft.train.train_job(train, spec.seed, model, data, output_dir, store=spec.store)
+def train_job(spec: PipelineSpec, train: TrainSpec, model: str, data: str, output_dir: str,
+              checkpoint_dir: str) -> dict:
+    """A `seft train` TrainJob config: model, data, output_dir and checkpoint_dir are URIs in the
+    pipeline's store; a named DeepSpeed config points into the mounted seft-deepspeed ConfigMap."""
+    job = seft.train.train_job(train, spec.seed, model, data, output_dir, store=spec.store,
+                               checkpoint_dir=checkpoint_dir)
     if job.deepspeed in seft.train.NAMED_DEEPSPEED:
         job = job.model_copy(update={"deepspeed": f"{DEEPSPEED_DIR}/{job.deepspeed}.json"})
     return job.model_dump(mode="json")

@@ -20,6 +20,11 @@ def uri(spec: PipelineSpec, ref: Ref) -> str:
     return "/".join(p for p in (spec.store.uri.rstrip("/"), spec.name, ref.stage, ref.path) if p)
 
 
+def checkpoints_uri(spec: PipelineSpec, stage: str, job: str) -> str:
+    """Where a training's checkpoints outlive its pod (beside the artifacts, not in one)."""
+    return "/".join([spec.store.uri.rstrip("/"), spec.name, "checkpoints", stage, job])
+
+
 @dataclass(frozen=True)
 class Service:
     """One StatefulSet: a service kind serving one model (or critic)."""

@@ -21,6 +21,15 @@ class Sampling(Model):
     top_p: float = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
 
 
+class LoRA(Model):
+    """PEFT LoRA adapters instead of full fine-tuning; the published model is merged."""
+
+    rank: int = Field(16, ge=1)
+    alpha: float = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = Field("all-linear", description="module names, or all-linear")
+
+
 class Training(Model):
     """One `seft train` job's hyper-parameters (the model and data come from the stage)."""
 
@@ -37,6 +46,13 @@ class Training(Model):
     deepspeed: str | None = Field("zero3", description="zero2, zero3, a DeepSpeed JSON path, or none")
     nproc_per_node: int = Field(1, ge=1)
     logging_steps: int = Field(10, ge=1)
+    save_steps: int | None = Field(None, ge=1, description="checkpoint every N steps; a training started again "
+                                                           "resumes from the last complete checkpoint")
+    save_total_limit: int = Field(2, ge=1, description="checkpoints kept")
+    gradient_checkpointing: bool = Field(False, description="recompute activations: less memory, more time")
+    lora: LoRA | None = Field(None, description="train LoRA adapters (PEFT), publish the merged model")
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
+        ["tensorboard"], description="loss curves; TensorBoard's event files are part of the trained model's artifact")
 
     @field_validator("deepspeed")
     @classmethod

@@ -53,7 +53,7 @@ def train(tmp_path, spec, stage_name: str, job: str) -> None:
     [stage] = [s for s in stages_for(spec) if s.name == stage_name]
     t = stage.trainings[job]
     config = objects.train_job(spec, t, plan.uri(spec, t.model), plan.uri(spec, Ref(stage_name, t.data)),
-                               plan.uri(spec, Ref(stage_name, job)))
+                               plan.uri(spec, Ref(stage_name, job)), plan.checkpoints_uri(spec, stage_name, job))
     path = tmp_path / f"{stage_name}-{job}.json"
     path.write_text(json.dumps(config))
     pod = tmp_path / f"pod-train-{stage_name}-{job}"  # the pod's working directory

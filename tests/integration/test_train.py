@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -49,6 +52,7 @@ def test_train_two_processes_loss_falls_and_model_reloads(tmp_path, base_model, 
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= names
     assert not [n for n in names if n.endswith((".bin", ".pt", ".pkl"))]
+    assert list((out / "logs").glob("events.out.tfevents.*"))  # the loss curve, for TensorBoard
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -223,3 +227,58 @@ def test_a_failed_training_says_why_in_the_run_not_torchruns_summary(tmp_path, s
     assert message.startswith("training 'm' failed (exit 1): ") and "no-model" in message.splitlines()[0]
     assert "Error" in message.splitlines()[0] and "ChildFailedError" not in message
     assert "last frames:" in message and "(log " in message
+
+
+def torchrun(config, log):
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "-m", "seft.train", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
+
+
+def kill_all(config) -> None:
+    """SIGKILL torchrun and its workers (each in a session of its own): every process of this job."""
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and str(config) in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                os.kill(int(d.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass
+
+
+@pytest.mark.parametrize("deepspeed", [None, "zero2"])
+def test_a_killed_training_resumes_from_its_last_complete_checkpoint(tmp_path, base_model, sft_data, deepspeed):
+    """Two processes SIGKILLed after their first checkpoint; started again they resume at the last
+    complete one (not step 0), skip a newer one cut off mid-write, and end with the losses of a run
+    never killed."""
+    ckpts = tmp_path / "checkpoints"
+    over = dict(deepspeed=deepspeed, max_steps=64, logging_steps=4, save_steps=16, checkpoint_dir=str(ckpts))
+    config, out = job(tmp_path, base_model, sft_data, **over)
+    with (tmp_path / "first.log").open("w") as log:
+        proc = torchrun(config, log)
+        deadline = time.monotonic() + 300
+        while not (ckpts / "checkpoint-16" / "seft-complete.json").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-3000:]
+            time.sleep(0.05)
+        kill_all(config)
+        proc.wait()
+    assert not (out / "model.safetensors").exists()
+    last = max(int(p.parent.name.split("-")[1]) for p in ckpts.glob("checkpoint-*/seft-complete.json"))
+    assert last < 64  # killed before the end
+    torn = ckpts / f"checkpoint-{last + 16}"  # as if killed while writing it: no marker
+    torn.mkdir(exist_ok=True)
+    (torn / "model.safetensors").write_bytes(b"half")
+    with (tmp_path / "second.log").open("w") as log:
+        assert torchrun(config, log).wait(timeout=600) == 0, (tmp_path / "second.log").read_text()[-3000:]
+    second = (tmp_path / "second.log").read_text()
+    assert f"resuming from {ckpts / f'checkpoint-{last}'}" in second
+    assert second.count("'loss'") == (64 - last) // 4  # only the steps after the checkpoint ran again
+    resumed = json.loads((out / "train_summary.json").read_text())
+    assert resumed["steps"] == 64 and not ckpts.exists()  # done: its checkpoints are gone
+
+    whole_dir = tmp_path / "whole"
+    whole_dir.mkdir()
+    whole, whole_out = job(whole_dir, base_model, sft_data, **{**over, "checkpoint_dir": str(whole_dir / "ck")})
+    with (whole_dir / "run.log").open("w") as log:
+        assert torchrun(whole, log).wait(timeout=600) == 0
+    never_killed = json.loads((whole_out / "train_summary.json").read_text())["losses"]
+    assert len(resumed["losses"]) == len(never_killed) == 16
+    assert resumed["losses"] == pytest.approx(never_killed, rel=1e-4)  # the loss went on from the checkpoint

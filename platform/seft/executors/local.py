@@ -163,7 +163,8 @@ class Context:
         try:
             for name, t in jobs.items():
                 job = train_job(t, self.full_spec.seed, self.path(t.model), str(self.out / t.data),
-                                str(self.out / name))
+                                str(self.out / name),  # checkpoints outlive a failed run: `seft run` resumes
+                                checkpoint_dir=str(self.work / "checkpoints" / self.stage / name))
                 config = self.out / f"{name}.train.yaml"
                 config.write_text(yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False))
                 log = self.logs / f"{self.stage}-{name}-train.log"

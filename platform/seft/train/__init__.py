@@ -33,8 +33,10 @@ class TrainJob(Training):
     beta: float = Field(0.1, gt=0, allow_inf_nan=False, description="dpo: beta; orpo: lambda")
     add_tokens: list[str] = Field([], description="added to the tokenizer as special tokens, with the embeddings "
                                                   "resized, before training (the adaptive reviser's labels)")
-    store: StoreConfig | None = Field(None, description="with it, model, data and output_dir are URIs in this "
-                                                        "store (a PyTorchJob's job): fetched, and the output published")
+    store: StoreConfig | None = Field(None, description="with it, model, data, output_dir and checkpoint_dir are "
+                                                        "URIs in this store (a training pod's job): fetched, and the "
+                                                        "output published")
+    checkpoint_dir: str | None = Field(None, description="where checkpoints outlive the process (save_steps)")
 
     def columns(self) -> tuple[str, ...]:
         return ("prompt", "completion") if self.method == "sft" else ("prompt", "chosen", "rejected")

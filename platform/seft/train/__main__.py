@@ -45,9 +45,27 @@ def localize_job(job: TrainJob, scratch: Path | None = None) -> tuple[TrainJob, 
     output = key("output_dir")
     local = job.model_copy(update={"model": str(localize(store, key("model"), scratch)),
                                    "data": str(localize(store, key("data"), scratch)),
-                                   "output_dir": str(store.staging(output))})
+                                   "output_dir": str(store.staging(output)),
+                                   "checkpoint_dir": key("checkpoint_dir") if job.checkpoint_dir else None})
     return local, lambda summary: store.publish(Path(local.output_dir), output,
                                                 {"stage": output, "summary": summary})
+
+
+def checkpoints(job: TrainJob, original: TrainJob) -> "Checkpoints":
+    """Where the Trainer writes checkpoints (one directory for the node's processes), and their
+    durable copy: the store's, for a training on store URIs."""
+    import tempfile
+
+    from seft.storage import open_store
+    from seft.train.checkpoints import Checkpoints, job_digest
+
+    digest = job_digest(original, Path(job.data))
+    if job.checkpoint_dir and job.store is None:
+        return Checkpoints(Path(job.checkpoint_dir), digest, job.save_total_limit)
+    local = Path(tempfile.gettempdir()) / f"seft-checkpoints-{digest[:16]}"
+    if job.checkpoint_dir:
+        return Checkpoints(local, digest, job.save_total_limit, open_store(job.store), job.checkpoint_dir)
+    return Checkpoints(local, digest, job.save_total_limit)
 
 
 def train(job: TrainJob) -> dict:
@@ -67,9 +85,15 @@ def train(job: TrainJob) -> dict:
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     # Local paths first: the Trainer makes directories under output_dir, which must not be a URI.
+    original = job
     job, publish = localize_job(job)
+    ckpts = checkpoints(job, original)
     # The arguments before from_pretrained: ZeRO-3 shards weights as they load.
-    args = training_arguments(job, world, ds_config, use_cpu=not torch.cuda.is_available())
+    args = training_arguments(job, world, ds_config, use_cpu=not torch.cuda.is_available(), checkpoints=ckpts.local)
+    resume = _on_one_process(args, ckpts.restore) if job.save_steps else None
+    if resume and int(os.environ.get("RANK", "0")) == 0:
+        print(f"resuming from {resume}", flush=True)
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(job.output_dir) / "logs")  # in the published model
     tokenizer = AutoTokenizer.from_pretrained(job.model)
     # Single tokens: one forward pass scores the labels, and vLLM can stop at [No Revise].
     added = tokenizer.add_tokens(job.add_tokens, special_tokens=True) if job.add_tokens else 0
@@ -81,6 +105,8 @@ def train(job: TrainJob) -> dict:
     model = AutoModelForCausalLM.from_pretrained(job.model)
     if added:
         model.resize_token_embeddings(len(tokenizer))
+    if job.gradient_checkpointing:
+        model.config.use_cache = False  # the cache is useless in training and clashes with recomputation
     if job.method == "sft":
         def encode(example: dict) -> dict:
             completion = "".join(m["content"] for m in example["completion"])
@@ -91,7 +117,9 @@ def train(job: TrainJob) -> dict:
     else:  # TRL renders the conversations with the model's chat template, as seft.chat does
         trainer = preference_trainer(job.method)(model=model, args=args, train_dataset=raw,
                                                  processing_class=tokenizer)
-    result = trainer.train()
+    if job.save_steps:
+        trainer.add_callback(mark_checkpoints(ckpts))
+    result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(job.output_dir)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     summary = {"train_loss": result.training_loss, "losses": losses, "steps": result.global_step,
@@ -104,11 +132,44 @@ def train(job: TrainJob) -> dict:
         (Path(job.output_dir) / "train_summary.json").write_text(json.dumps(summary, indent=2))
         if publish:
             publish(summary)
+        ckpts.discard()
     return summary
 
 
-def training_arguments(job: TrainJob, world: int, ds_config: str | None, use_cpu: bool):
-    """The one place a TrainJob becomes HF TrainingArguments (sft) or TRL's config (dpo, orpo)."""
+def _on_one_process(args, fn):
+    """fn() on each node's first process while the others wait; every process gets its result."""
+    import torch.distributed as dist
+
+    with args.main_process_first(local=True, desc="checkpoints"):
+        result = fn() if args.local_process_index == 0 else None
+    if dist.is_available() and dist.is_initialized():
+        box = [result]
+        dist.broadcast_object_list(box, src=0)
+        result = box[0]
+    return result
+
+
+def mark_checkpoints(ckpts):
+    """A TrainerCallback: once every rank has saved a checkpoint, rank 0 marks it complete."""
+    import torch.distributed as dist
+    from transformers import TrainerCallback
+
+    class MarkCheckpoints(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if dist.is_available() and dist.is_initialized():
+                dist.barrier()
+            if state.is_world_process_zero:
+                ckpts.mark(state.global_step)
+            if dist.is_available() and dist.is_initialized():
+                dist.barrier()
+
+    return MarkCheckpoints()
+
+
+def training_arguments(job: TrainJob, world: int, ds_config: str | None, use_cpu: bool, checkpoints: Path):
+    """The one place a TrainJob becomes HF TrainingArguments (sft) or TRL's config (dpo, orpo).
+    The Trainer's own output_dir holds its checkpoints; the model is saved to job.output_dir, with
+    the loss curves' event files under logs/."""
     from transformers import TrainingArguments
 
     per_step = job.per_device_batch_size * world
@@ -116,11 +177,15 @@ def training_arguments(job: TrainJob, world: int, ds_config: str | None, use_cpu
         raise SeftError(f"batch_size {job.batch_size} is not a multiple of per_device_batch_size "
                         f"{job.per_device_batch_size} x {world} processes")
     common = dict(
-        output_dir=job.output_dir, per_device_train_batch_size=job.per_device_batch_size,
+        output_dir=str(checkpoints), per_device_train_batch_size=job.per_device_batch_size,
         gradient_accumulation_steps=job.batch_size // per_step, learning_rate=job.learning_rate,
         lr_scheduler_type=job.lr_scheduler, num_train_epochs=job.epochs, max_steps=job.max_steps or -1,
         warmup_steps=job.warmup_ratio,  # transformers 5: a float below 1 is a share of the steps
-        weight_decay=job.weight_decay, logging_steps=job.logging_steps, save_strategy="no", report_to=[],
+        weight_decay=job.weight_decay, logging_steps=job.logging_steps,
+        save_strategy="steps" if job.save_steps else "no", save_steps=job.save_steps or 500,
+        save_total_limit=job.save_total_limit, save_only_model=False,
+        report_to=list(job.report_to),
+        gradient_checkpointing=job.gradient_checkpointing,
         seed=job.seed, data_seed=job.seed, bf16=job.bf16, deepspeed=ds_config, use_cpu=use_cpu,
         disable_tqdm=True, dataloader_num_workers=0)
     if job.method == "sft":
