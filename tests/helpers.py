@@ -136,3 +136,14 @@ def new_bucket(endpoint: str) -> str:
     name = f"seft-{os.urandom(5).hex()}"
     Minio(endpoint, access_key="seft-test-access", secret_key=S3_SECRET, secure=False).make_bucket(name)
     return name
+
+
+def has_ink(path: Path, min_size: tuple[int, int] = (300, 400)) -> bool:
+    """A real PNG of at least min_size (height, width) pixels, neither blank nor all ink."""
+    import matplotlib.image
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+    pixels = matplotlib.image.imread(path)
+    height, width = pixels.shape[:2]
+    ink = (pixels[..., :3] < 0.9).any(axis=-1).mean()  # share of pixels that are not (near) white
+    return height >= min_size[0] and width >= min_size[1] and 0.02 < ink < 0.9 and pixels[..., :3].std() > 0.05

@@ -1,6 +1,7 @@
 """The report's figures (PNG, matplotlib without a display): reviser benefit and improvement rate
 per original rank, label shares per rank, reward histograms before and after revision, policy
-reward per stage. Each function takes the evaluate stage's metrics (or samples) and a path."""
+reward per stage, every training's loss. Each function takes the evaluate stage's metrics (or
+samples, or the trainings' summaries) and a path."""
 
 from __future__ import annotations
 
@@ -85,6 +86,17 @@ def policy_rewards(policy: dict, path: Path) -> Path:
     ax.set(title="Policy: mean critic reward on held-out prompts", xlabel="policy (initial, baselines, SEFT stages)",
            ylabel="mean reward")
     ax.legend(title="critic")
+    return _save(fig, path)
+
+
+def training_losses(trainings: dict, path: Path) -> Path:
+    """trainings: {"stage/job": {"losses": [...], "logging_steps": n}}: each training's loss curve."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, t in trainings.items():
+        every = t.get("logging_steps") or 1
+        ax.plot([every * (i + 1) for i in range(len(t["losses"]))], t["losses"], marker=".", label=name)
+    ax.set(title="Training loss", xlabel="step", ylabel="loss")
+    ax.legend(fontsize="small")
     return _save(fig, path)
 
 

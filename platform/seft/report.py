@@ -223,6 +223,9 @@ def markdown(report: dict, plots: dict[str, str]) -> str:
                 "(best) responses: a tie counts half.", "", _md_table(*policy_rows(metrics)), ""]
         if "policy" in plots:
             out += [f"![policy]({plots['policy']})", ""]
+    if "losses" in plots:
+        out += ["## Training loss", "", "Every training of the run (TensorBoard: `tensorboard --logdir` on a "
+                "trained model's logs/).", "", f"![losses]({plots['losses']})", ""]
     return "\n".join(out)
 
 
@@ -269,6 +272,10 @@ def write_report(run_dir: Path, samples: list[dict] | None = None) -> Path:
                                                      out / "refinement.png")
     elif metrics.get("policy"):
         made["policy"] = plots.policy_rewards(metrics["policy"], out / "policy.png")
+    trainings = {f"{stage}/{job}": t for stage, s in (report.get("summaries") or {}).items()
+                 for job, t in (s.get("trainings") or {}).items() if t.get("losses")}
+    if trainings:
+        made["losses"] = plots.training_losses(trainings, out / "losses.png")
     path = run_dir / "report.md"
     write_atomic(path, markdown(report, {k: str(v.relative_to(run_dir)) for k, v in made.items()}))
     return path

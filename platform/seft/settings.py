@@ -27,7 +27,8 @@ class LoRA(Model):
     rank: int = Field(16, ge=1)
     alpha: float = Field(32, gt=0)
     dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: list[str] | Literal["all-linear"] = Field("all-linear", description="module names, or all-linear")
+    target_modules: list[str] = Field(["all-linear"], min_length=1,
+                                      description="module names, or [all-linear]: every linear layer but the output")
 
 
 class Training(Model):

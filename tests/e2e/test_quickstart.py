@@ -20,7 +20,7 @@ import pytest
 from seft.spec import StoreConfig
 from seft.storage import open_store
 
-from helpers import ROOT, S3_SECRET, new_bucket
+from helpers import ROOT, S3_SECRET, has_ink, new_bucket
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-1")]  # make test runs groups e2e-1 and e2e-2 side by side
 QUICKSTART = ROOT / "examples" / "quickstart.yaml"
@@ -28,7 +28,7 @@ EARLIER = ("bootstrap", "prepare", "warmup", "label")
 ALL = EARLIER + ("adapt", "internal", "external", "evaluate")
 SMALL = ("bootstrap.unlabelled_prompts=1000", "bootstrap.policy_training.max_steps=100",
          "bootstrap.generator_training.max_steps=200", "reviser_training.max_steps=120",
-         "policy_training.max_steps=80")
+         "reviser_training.save_steps=40", "policy_training.max_steps=80")
 
 
 def seft_cmd(*args) -> list[str]:
@@ -75,7 +75,7 @@ def test_quickstart_on_s3_kill_resume_skip_and_report(tmp_path, s3_server, s3_en
     store = open_store(StoreConfig(uri=f"s3://{bucket}/team", endpoint=endpoint, secure=False), "quickstart")
 
     # 1. SIGKILL the run while the adapt stage is training: once its training has logged a loss
-    # (step 50 of 120), whatever the machine's speed.
+    # (step 50 of 120, after its checkpoint at step 40), whatever the machine's speed.
     train_log = run_dir / "logs" / "adapt-reviser-train.log"
     with (tmp_path / "first.log").open("w") as log:
         proc = subprocess.Popen(seft_cmd(*run_args), stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, text=True)
@@ -104,6 +104,7 @@ def test_quickstart_on_s3_kill_resume_skip_and_report(tmp_path, s3_server, s3_en
         assert f"{stage}: up to date, skipped" in second.stdout
     assert "> adapt" in second.stdout
     assert {stage: artifact_hashes(store, stage) for stage in EARLIER} == before
+    assert "resuming from" in train_log.read_text() and "checkpoint-40" in train_log.read_text()  # not step 0
 
     # The report: what README command 1 prints, and the acceptance numbers.
     report = json.loads((run_dir / "report.json").read_text())
@@ -123,7 +124,9 @@ def test_quickstart_on_s3_kill_resume_skip_and_report(tmp_path, s3_server, s3_en
         assert text in second.stdout
     assert f"report: {run_dir / 'report.md'}" in second.stdout
     plots = {p.name for p in (run_dir / "plots").glob("*.png")}
-    assert plots == {"reviser_ranks_sort-rule.png", "labels_sort-rule.png", "rewards_sort-rule.png", "policy.png"}
+    assert plots == {"reviser_ranks_sort-rule.png", "labels_sort-rule.png", "rewards_sort-rule.png", "policy.png",
+                     "losses.png"}
+    assert has_ink(run_dir / "plots" / "losses.png")  # every training's loss curve
 
     # 3. Re-running a finished run skips every stage and changes nothing.
     finished = {stage: artifact_hashes(store, stage) for stage in ALL}

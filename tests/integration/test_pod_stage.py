@@ -115,3 +115,54 @@ def test_a_stage_job_refuses_unpublished_inputs_and_unknown_stages(tmp_path, s3_
     out = subprocess.run([sys.executable, "-m", "seft.cli", "stage", "polish", "--spec", str(path)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 1 and "'polish': not a stage" in out.stderr
+
+
+def test_a_retried_training_pod_resumes_from_the_checkpoint_in_the_store(tmp_path, s3_server, s3_env):
+    """The operator's next attempt of a failed training is a new pod with the same config: it finds
+    the last complete checkpoint in the store (not on the dead pod's disk) and resumes there."""
+    import signal
+    import time
+    from pathlib import Path
+
+    endpoint, _ = s3_server
+    path = tiny_spec(tmp_path, new_bucket(endpoint), endpoint)
+    data = yaml.safe_load(path.read_text())
+    data["reviser_training"].update(max_steps=200, save_steps=10, logging_steps=10)
+    path.write_text(yaml.safe_dump(data))
+    spec = load_spec(str(path))
+    store = open_store(spec.store, spec.name)
+    seft("stage", "bootstrap", "--spec", str(path), "--workdir", str(tmp_path / "pod-1"))
+    for job in ("policy", "generator"):
+        train(tmp_path, spec, "bootstrap", job)
+    seft("stage", "prepare", "--spec", str(path), "--workdir", str(tmp_path / "pod-2"))
+    seft("stage", "warmup", "--spec", str(path), "--workdir", str(tmp_path / "pod-3"))
+
+    [stage] = [s for s in stages_for(spec) if s.name == "warmup"]
+    t = stage.trainings["reviser"]
+    config = tmp_path / "warmup-reviser.json"
+    config.write_text(json.dumps(objects.train_job(
+        spec, t, plan.uri(spec, t.model), plan.uri(spec, Ref("warmup", t.data)),
+        plan.uri(spec, Ref("warmup", "reviser")), plan.checkpoints_uri(spec, "warmup", "reviser"))))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "-m", "seft.train",
+               "--config", str(config)]
+    root = open_store(spec.store)
+    marker = "tiny/checkpoints/warmup/reviser/checkpoint-10/seft-complete.json"
+    with (tmp_path / "attempt-1.log").open("w") as log:
+        first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+        deadline = time.monotonic() + 300
+        while marker not in {k for k, _ in root.list("tiny/checkpoints/warmup/reviser")}:
+            assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "attempt-1.log").read_text()[-3000:]
+            time.sleep(0.1)
+        for d in Path("/proc").iterdir():  # the pod dies: torchrun and its worker
+            try:
+                if d.name.isdigit() and str(config) in (d / "cmdline").read_bytes().decode(errors="replace"):
+                    os.kill(int(d.name), signal.SIGKILL)
+            except OSError:
+                pass
+        first.wait()
+    assert store.manifest("warmup/reviser") is None
+    second = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)  # attempt 2
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming from" in second.stdout and "checkpoint-" in second.stdout
+    assert store.manifest("warmup/reviser")["summary"]["steps"] == 200
+    assert not [k for k, _ in root.list("tiny/checkpoints/warmup/reviser")]  # done: the store copy is gone

@@ -282,3 +282,54 @@ def test_a_killed_training_resumes_from_its_last_complete_checkpoint(tmp_path, b
     never_killed = json.loads((whole_out / "train_summary.json").read_text())["losses"]
     assert len(resumed["losses"]) == len(never_killed) == 16
     assert resumed["losses"] == pytest.approx(never_killed, rel=1e-4)  # the loss went on from the checkpoint
+
+
+@pytest.mark.parametrize("deepspeed", [None, "zero2"])
+def test_a_lora_reviser_learns_its_new_label_tokens_and_its_merged_model_serves_them(tmp_path, deepspeed):
+    """LoRA (PEFT) on a base whose tokenizer lacks the label tokens: they are added as single tokens
+    and their embedding rows train with the adapters; the published model is merged (a plain model
+    directory), and the reviser service loads it and answers with a label, then the revision. The
+    base is first taught to sort (full fine-tuning, in-process): adapters on a random model cannot
+    move its frozen, tiny-norm output embeddings far enough to fit anything."""
+    from seft.chat import reviser_prompt
+    from seft.spec import TinyModel
+    from seft.tasks import sorting
+    from seft.tinymodel import build_model, build_tokenizer, quick_sft
+    from seft_services.backends.transformers_lm import CausalLM, TransformersReviser
+    from seft_services.protocol import SamplingParams
+
+    random_init = build_model(build_tokenizer(sorting.corpus_words(), with_labels=False),
+                              TinyModel(hidden_size=64, intermediate_size=128), 0, tmp_path / "random")
+    base = quick_sft(random_init, [(p, " ".join(map(str, sorted(n)))) for p, n in sort_prompts(128, seed=3)],
+                     tmp_path / "base", steps=150)
+    labels = ["[Major Revise]", "[Minor Revise]", "[No Revise]"]
+    prompts = sort_prompts(256, seed=1)
+    write_jsonl(tmp_path / "reviser.jsonl", ({"prompt": reviser_prompt(p, " ".join(map(str, n))),
+                                              "completion": [{"role": "assistant", "content": "[Major Revise] 1 2 3"}]}
+                                             for p, n in prompts))
+    config, out = job(tmp_path, base, tmp_path / "reviser.jsonl", deepspeed=deepspeed, max_steps=80,
+                      learning_rate=1e-2, logging_steps=16, add_tokens=labels, lora={"rank": 8, "alpha": 16})
+    proc = subprocess.run([sys.executable, "-m", "seft.cli", "train", "--config", str(config), "--nproc-per-node", "2"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    losses = json.loads((out / "train_summary.json").read_text())["losses"]
+    assert losses[-1] < 0.7 * losses[0], losses
+    names = {p.name for p in out.iterdir()}
+    assert "model.safetensors" in names and "adapter_config.json" not in names  # merged: a plain model
+
+    reviser = TransformersReviser(CausalLM(str(out)), label_first=True)
+    tokenizer = reviser.lm.tokenizer
+    assert all(tokenizer.tokenize(t) == [t] for t in labels)  # one token each
+    held_out = [(p, " ".join(map(str, n))) for p, n in sort_prompts(16, seed=7)]
+    revisions = reviser.revise(held_out, SamplingParams(max_new_tokens=8, temperature=0.0))
+    said = [(r.label.value if r.label else None, r.text) for r in revisions]
+    assert all(label == "[Major Revise]" and text.startswith("1 ") for label, text in said), said
+
+
+def test_lora_under_zero3_is_refused_naming_what_works(tmp_path, base_model, sft_data):
+    config, out = job(tmp_path, base_model, sft_data, deepspeed="zero3", max_steps=2, lora={"rank": 4})
+    proc = subprocess.run([sys.executable, "-m", "seft.cli", "train", "--config", str(config), "--nproc-per-node", "2"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "lora under ZeRO-3 is not supported yet: use deepspeed zero2" in proc.stderr + \
+        proc.stdout
+    assert not out.exists() or not (out / "model.safetensors").exists()

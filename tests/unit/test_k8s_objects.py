@@ -128,7 +128,8 @@ def built_objects(sample: dict, op: OperatorConfig = OperatorConfig(), **cluster
         if stage.trainings:
             out.append(objects.train_configmap(pipeline, stage.name, {
                 job: objects.train_job(spec, t, plan.uri(spec, t.model), plan.uri(spec, Ref(stage.name, t.data)),
-                                       plan.uri(spec, Ref(stage.name, job)), plan.checkpoints_uri(spec, stage.name, job))
+                                       plan.uri(spec, Ref(stage.name, job)),
+                                       plan.checkpoints_uri(spec, stage.name, job))
                 for job, t in stage.trainings.items()}))
             out += [objects.training(pipeline, spec, op, stage.name, job, t.training, attempt=1)
                     for job, t in stage.trainings.items()]

@@ -10,6 +10,8 @@ import pytest
 from seft.metrics import reviser_by_rank
 from seft.report import compare_table, write_report
 
+from helpers import has_ink
+
 
 def fake_run(tmp_path, name="demo", shift=0.0):
     rng = random.Random(0)
@@ -38,7 +40,9 @@ def fake_run(tmp_path, name="demo", shift=0.0):
     run_dir.mkdir()
     (run_dir / "report.json").write_text(json.dumps({"name": name, "recipe": "seft", "seed": 0, "store": "file://x",
                                                      "wall_seconds": 1.0, "metrics": metrics,
-                                                     "summaries": {"evaluate": {"headline": headline}}}))
+                                                     "summaries": {"evaluate": {"headline": headline}, "warmup": {
+                                                         "trainings": {"reviser": {"losses": [3.0, 2.2, 1.5, 1.1, 0.9],
+                                                                                   "logging_steps": 10}}}}}))
     return run_dir, samples
 
 
@@ -54,25 +58,18 @@ def test_report_md_has_the_tables_and_links_every_plot(tmp_path):
             "(preliminary 30.0%, aligner 45.0%, label -).") in text
     assert "| preliminary vs adaptive | rule | 50.0% | 50 | 40 | 50 |" in text
     links = [line[line.index("(") + 1:-1] for line in text.splitlines() if line.startswith("![")]
-    assert sorted(links) == ["plots/labels_rule.png", "plots/policy.png", "plots/reviser_ranks_rule.png",
-                             "plots/rewards_rule.png"]
+    assert sorted(links) == ["plots/labels_rule.png", "plots/losses.png", "plots/policy.png",
+                             "plots/reviser_ranks_rule.png", "plots/rewards_rule.png"]
     assert all((run_dir / link).is_file() for link in links)
 
 
 @pytest.mark.parametrize("name, min_size", [("reviser_ranks_rule", (300, 800)), ("labels_rule", (300, 400)),
-                                            ("rewards_rule", (300, 800)), ("policy", (300, 500))])
+                                            ("rewards_rule", (300, 800)), ("policy", (300, 500)),
+                                            ("losses", (300, 500))])
 def test_each_plot_is_a_real_png_and_not_blank(tmp_path, name, min_size):
-    import matplotlib.image
-
     run_dir, samples = fake_run(tmp_path)
     write_report(run_dir, samples)
-    path = run_dir / "plots" / f"{name}.png"
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    pixels = matplotlib.image.imread(path)
-    height, width = pixels.shape[:2]
-    assert height >= min_size[0] and width >= min_size[1]
-    ink = (pixels[..., :3] < 0.9).any(axis=-1).mean()  # share of pixels that are not (near) white
-    assert 0.02 < ink < 0.9 and pixels[..., :3].std() > 0.05
+    assert has_ink(run_dir / "plots" / f"{name}.png", min_size)
 
 
 def test_no_samples_means_no_histograms(tmp_path):

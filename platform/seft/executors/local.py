@@ -156,9 +156,9 @@ class Context:
             raise SeftError(f"service {name!r} at {endpoint} is not SERVING")
         return endpoint
 
-    def run_trainings(self) -> None:
+    def run_trainings(self) -> dict:
         """Run this stage's trainings concurrently under torchrun (after its run()). Each saves an
-        HF model directory at <out>/<name>."""
+        HF model directory at <out>/<name>. Returns their loss curves, for the report."""
         jobs, procs = self.plan.trainings, {}
         try:
             for name, t in jobs.items():
@@ -180,6 +180,9 @@ class Context:
                     if proc.returncode != 0:
                         why = failure(log.read_text(errors="replace")) or _tail(log)
                         raise SeftError(f"training {name!r} failed (exit {proc.returncode}): {why}\n(log {log})")
+            done = {name: json.loads((self.out / name / "train_summary.json").read_text()) for name in jobs}
+            return {name: {k: d[k] for k in ("losses", "logging_steps", "steps", "train_loss") if k in d}
+                    for name, d in done.items()}
         finally:
             for proc, _ in procs.values():
                 if proc.poll() is None:
@@ -207,7 +210,9 @@ def execute(st: Stage, context: type[Context], spec: PipelineSpec, store: Store,
     try:
         ctx = context(spec, store, work, st, staging, console)
         summary = st.run(ctx) or {}
-        ctx.run_trainings()
+        trainings = ctx.run_trainings()
+        if trainings:  # their loss curves, for the report
+            summary["trainings"] = trainings
         t1 = time.time()
         manifest = store.publish(staging, st.name, {
             "stage": st.name, "fingerprint": fingerprint(st.name, params, {n: digests[n] for n in st.needs}),

@@ -28,8 +28,8 @@ class PodContext(Context):
             raise SeftError(f"stage {self.stage}: no endpoint for its services: set {', '.join(missing)}")
         yield {name: os.environ[service_env(name)] for name in self.plan.services}
 
-    def run_trainings(self) -> None:
-        pass  # the operator runs self.plan.trainings as training jobs once this stage's Job is done
+    def run_trainings(self) -> dict:
+        return {}  # the operator runs self.plan.trainings as training jobs once this stage's Job is done
 
     def fetch(self, stage: str) -> Path:
         base = self.store.fetch(stage)

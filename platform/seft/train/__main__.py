@@ -51,7 +51,7 @@ def localize_job(job: TrainJob, scratch: Path | None = None) -> tuple[TrainJob, 
                                                 {"stage": output, "summary": summary})
 
 
-def checkpoints(job: TrainJob, original: TrainJob) -> "Checkpoints":
+def checkpoints(job: TrainJob, original: TrainJob):
     """Where the Trainer writes checkpoints (one directory for the node's processes), and their
     durable copy: the store's, for a training on store URIs."""
     import tempfile
@@ -96,6 +96,7 @@ def train(job: TrainJob) -> dict:
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(job.output_dir) / "logs")  # in the published model
     tokenizer = AutoTokenizer.from_pretrained(job.model)
     # Single tokens: one forward pass scores the labels, and vLLM can stop at [No Revise].
+    before = len(tokenizer)
     added = tokenizer.add_tokens(job.add_tokens, special_tokens=True) if job.add_tokens else 0
     raw = load_dataset("json", data_files=job.data, split="train")
     for column in job.columns():
@@ -107,6 +108,10 @@ def train(job: TrainJob) -> dict:
         model.resize_token_embeddings(len(tokenizer))
     if job.gradient_checkpointing:
         model.config.use_cache = False  # the cache is useless in training and clashes with recomputation
+    if job.lora:
+        zero = json.loads(Path(ds_config).read_text()).get("zero_optimization", {}) if ds_config else {}
+        zero3 = zero.get("stage") == 3
+        model = with_lora(model, job.lora, list(range(before, len(tokenizer))), zero3)
     if job.method == "sft":
         def encode(example: dict) -> dict:
             completion = "".join(m["content"] for m in example["completion"])
@@ -120,9 +125,16 @@ def train(job: TrainJob) -> dict:
     if job.save_steps:
         trainer.add_callback(mark_checkpoints(ckpts))
     result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(job.output_dir)
+    if job.lora:  # the adapters (gathered under ZeRO-3), then one merged model on rank 0
+        adapters = ckpts.local / "adapters"
+        trainer.save_model(str(adapters))
+        if trainer.is_world_process_zero():
+            merged_lora(job, len(tokenizer) if added else None, adapters).save_pretrained(job.output_dir)
+    else:
+        trainer.save_model(job.output_dir)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-    summary = {"train_loss": result.training_loss, "losses": losses, "steps": result.global_step,
+    summary = {"train_loss": result.training_loss, "losses": losses, "logging_steps": job.logging_steps,
+               "steps": result.global_step,
                "examples": len(raw), "world_size": world, "device": args.device.type,
                "method": job.method}
     if trainer.is_world_process_zero():
@@ -134,6 +146,32 @@ def train(job: TrainJob) -> dict:
             publish(summary)
         ckpts.discard()
     return summary
+
+
+def with_lora(model, cfg, new: list[int], zero3: bool):
+    """PEFT LoRA adapters on the model; the tokens added for this training (`new` ids: the
+    reviser's labels) train their own embedding rows too (tied output rows with them)."""
+    from peft import LoraConfig, get_peft_model
+
+    if zero3:  # seen to hang on CPU (gloo) after training; untried on GPUs
+        raise SeftError("lora under ZeRO-3 is not supported yet: use deepspeed zero2 (which shards the "
+                        "optimizer state of the adapters) or none")
+    return get_peft_model(model, LoraConfig(
+        r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+        target_modules="all-linear" if cfg.target_modules == ["all-linear"] else cfg.target_modules,
+        task_type="CAUSAL_LM", trainable_token_indices=new or None))
+
+
+def merged_lora(job: TrainJob, vocab: int | None, adapters: Path):
+    """The base model (resized to `vocab` as for training) with the trained adapters merged in:
+    what the services and vLLM load."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(job.model)
+    if vocab:
+        base.resize_token_embeddings(vocab)
+    return PeftModel.from_pretrained(base, str(adapters)).merge_and_unload()
 
 
 def _on_one_process(args, fn):
@@ -186,6 +224,7 @@ def training_arguments(job: TrainJob, world: int, ds_config: str | None, use_cpu
         save_total_limit=job.save_total_limit, save_only_model=False,
         report_to=list(job.report_to),
         gradient_checkpointing=job.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},  # works with frozen inputs (LoRA)
         seed=job.seed, data_seed=job.seed, bf16=job.bf16, deepspeed=ds_config, use_cpu=use_cpu,
         disable_tqdm=True, dataloader_num_workers=0)
     if job.method == "sft":

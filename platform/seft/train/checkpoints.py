@@ -85,13 +85,19 @@ class Checkpoints:
         keep = set(complete[-self.keep:])
         checkpoints = {join(self.key, k[len(self.key):].strip("/").split("/", 1)[0]) for k in keys}
         for ckpt in checkpoints - keep:
-            self.store.remove(ckpt + "/")
+            self._remove_under(ckpt)
 
     def discard(self) -> None:
         """The training finished: its checkpoints are no longer needed."""
         shutil.rmtree(self.local, ignore_errors=True)
         if self.store is not None:
-            self.store.remove(self.key + "/")
+            self._remove_under(self.key)
+
+    def _remove_under(self, prefix: str) -> None:
+        """Every object below the directory `prefix` (not a sibling that merely starts like it)."""
+        for key, _ in list(self.store.list(prefix)):
+            if key.startswith(prefix + "/"):
+                self.store.remove(key)
 
 
 def _step(path: Path) -> int:
