@@ -151,7 +151,8 @@ def test_a_retried_training_pod_resumes_from_the_checkpoint_in_the_store(tmp_pat
         first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
         deadline = time.monotonic() + 300
         while marker not in {k for k, _ in root.list("tiny/checkpoints/warmup/reviser")}:
-            assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "attempt-1.log").read_text()[-3000:]
+            assert first.poll() is None and time.monotonic() < deadline, \
+                (tmp_path / "attempt-1.log").read_text()[-3000:]
             time.sleep(0.1)
         for d in Path("/proc").iterdir():  # the pod dies: torchrun and its worker
             try:

@@ -146,3 +146,16 @@ def test_a_training_failure_is_the_workers_exception_not_the_launchers():
                            '  File "hub.py", line 9, in load'
     assert failure("x\nerror: d.jsonl: records need 'prompt'\n") == "error: d.jsonl: records need 'prompt'"
     assert failure("loss 0.1\nKilled") is None
+
+
+def test_a_loss_tracker_that_is_not_installed_is_named_before_training(tmp_path):
+    from seft.train import TrainJob
+    from seft.train.__main__ import training_arguments
+
+    job = TrainJob(model="m", data="d", output_dir=str(tmp_path), report_to=["tensorboard", "mlflow"],
+                   batch_size=8, per_device_batch_size=8, deepspeed="none")
+    with pytest.raises(SeftError, match=r"report_to: 'mlflow' is not installed \(pip install mlflow\)"):
+        training_arguments(job, 1, None, use_cpu=True, checkpoints=tmp_path / "ck")
+    args = training_arguments(job.model_copy(update={"report_to": ["tensorboard"]}), 1, None, use_cpu=True,
+                              checkpoints=tmp_path / "ck")
+    assert args.report_to == ["tensorboard"] and args.save_strategy == "no"

@@ -210,6 +210,11 @@ def training_arguments(job: TrainJob, world: int, ds_config: str | None, use_cpu
     the loss curves' event files under logs/."""
     from transformers import TrainingArguments
 
+    import importlib.util
+
+    for tracker in job.report_to:
+        if importlib.util.find_spec(tracker) is None:
+            raise SeftError(f"report_to: {tracker!r} is not installed (pip install {tracker}), or drop it")
     per_step = job.per_device_batch_size * world
     if job.batch_size % per_step:
         raise SeftError(f"batch_size {job.batch_size} is not a multiple of per_device_batch_size "
