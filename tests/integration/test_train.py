@@ -308,7 +308,8 @@ def test_a_lora_reviser_learns_its_new_label_tokens_and_its_merged_model_serves_
                                               "completion": [{"role": "assistant", "content": "[Major Revise] 1 2 3"}]}
                                              for p, n in prompts))
     config, out = job(tmp_path, base, tmp_path / "reviser.jsonl", deepspeed=deepspeed, max_steps=80,
-                      learning_rate=1e-2, logging_steps=16, add_tokens=labels, lora={"rank": 8, "alpha": 16})
+                      learning_rate=1e-2, logging_steps=16, add_tokens=labels, lora={"rank": 8, "alpha": 16},
+                      gradient_checkpointing=deepspeed is None)  # recomputation with frozen inputs, too
     proc = subprocess.run([sys.executable, "-m", "seft.cli", "train", "--config", str(config), "--nproc-per-node", "2"],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
