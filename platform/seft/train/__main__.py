@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -209,8 +210,6 @@ def training_arguments(job: TrainJob, world: int, ds_config: str | None, use_cpu
     The Trainer's own output_dir holds its checkpoints; the model is saved to job.output_dir, with
     the loss curves' event files under logs/."""
     from transformers import TrainingArguments
-
-    import importlib.util
 
     for tracker in job.report_to:
         if importlib.util.find_spec(tracker) is None:
