@@ -23,8 +23,9 @@ NAME = re.compile(r"^checkpoint-(\d+)$")
 
 
 def job_digest(job, data_file: Path) -> str:
-    """What makes a checkpoint reusable: the job's settings and data (not where it writes)."""
-    fields = job.model_dump(mode="json", exclude={"output_dir", "checkpoint_dir", "store", "report_to"})
+    """What makes a checkpoint reusable: the job's settings, model and data content (not where the
+    data file or the output lie: a resumed local stage writes its data to a new staging directory)."""
+    fields = job.model_dump(mode="json", exclude={"data", "output_dir", "checkpoint_dir", "store", "report_to"})
     return hashlib.sha256(json.dumps([fields, sha256_file(data_file)], sort_keys=True).encode()).hexdigest()
 
 
