@@ -147,3 +147,27 @@ def has_ink(path: Path, min_size: tuple[int, int] = (300, 400)) -> bool:
     height, width = pixels.shape[:2]
     ink = (pixels[..., :3] < 0.9).any(axis=-1).mean()  # share of pixels that are not (near) white
     return height >= min_size[0] and width >= min_size[1] and 0.02 < ink < 0.9 and pixels[..., :3].std() > 0.05
+
+
+def pids_with(marker: str) -> list[int]:
+    """Pids whose command line contains marker (a pod's processes too: the node is this machine)."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if marker in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode():
+                out.append(int(pid))
+        except OSError:
+            pass
+    return out
+
+
+def kill_all(marker: str) -> None:
+    """SIGKILL every process whose command line contains marker (torchrun and its workers, each
+    in a session of its own)."""
+    import signal
+
+    for pid in pids_with(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

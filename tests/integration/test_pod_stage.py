@@ -23,7 +23,7 @@ from seft_services.backends.critics import RuleCritic
 from seft_services.backends.transformers_lm import CausalLM, TransformersReviser
 from seft_services.server import Server
 
-from helpers import ROOT, new_bucket
+from helpers import ROOT, kill_all, new_bucket
 
 pytestmark = pytest.mark.integration
 
@@ -120,9 +120,7 @@ def test_a_stage_job_refuses_unpublished_inputs_and_unknown_stages(tmp_path, s3_
 def test_a_retried_training_pod_resumes_from_the_checkpoint_in_the_store(tmp_path, s3_server, s3_env):
     """The operator's next attempt of a failed training is a new pod with the same config: it finds
     the last complete checkpoint in the store (not on the dead pod's disk) and resumes there."""
-    import signal
     import time
-    from pathlib import Path
 
     endpoint, _ = s3_server
     path = tiny_spec(tmp_path, new_bucket(endpoint), endpoint)
@@ -154,12 +152,7 @@ def test_a_retried_training_pod_resumes_from_the_checkpoint_in_the_store(tmp_pat
             assert first.poll() is None and time.monotonic() < deadline, \
                 (tmp_path / "attempt-1.log").read_text()[-3000:]
             time.sleep(0.1)
-        for d in Path("/proc").iterdir():  # the pod dies: torchrun and its worker
-            try:
-                if d.name.isdigit() and str(config) in (d / "cmdline").read_bytes().decode(errors="replace"):
-                    os.kill(int(d.name), signal.SIGKILL)
-            except OSError:
-                pass
+        kill_all(str(config))  # the pod dies: torchrun and its worker
         first.wait()
     assert store.manifest("warmup/reviser") is None
     second = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)  # attempt 2

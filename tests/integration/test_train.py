@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
 from seft.records import write_jsonl
 
-from helpers import needs_cuda, sort_prompts
+from helpers import kill_all, needs_cuda, sort_prompts
 
 pytestmark = pytest.mark.integration
 
@@ -234,16 +232,6 @@ def torchrun(config, log):
                              "-m", "seft.train", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
 
 
-def kill_all(config) -> None:
-    """SIGKILL torchrun and its workers (each in a session of its own): every process of this job."""
-    for d in Path("/proc").iterdir():
-        try:
-            if d.name.isdigit() and str(config) in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode():
-                os.kill(int(d.name), signal.SIGKILL)
-        except (OSError, ProcessLookupError):
-            pass
-
-
 @pytest.mark.parametrize("deepspeed", [None, "zero2"])
 def test_a_killed_training_resumes_from_its_last_complete_checkpoint(tmp_path, base_model, sft_data, deepspeed):
     """Two processes SIGKILLed after their first checkpoint; started again they resume at the last
@@ -258,7 +246,7 @@ def test_a_killed_training_resumes_from_its_last_complete_checkpoint(tmp_path, b
         while not (ckpts / "checkpoint-16" / "seft-complete.json").exists():
             assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-3000:]
             time.sleep(0.05)
-        kill_all(config)
+        kill_all(str(config))
         proc.wait()
     assert not (out / "model.safetensors").exists()
     last = max(int(p.parent.name.split("-")[1]) for p in ckpts.glob("checkpoint-*/seft-complete.json"))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import pids_with
 from nodetier import NS, S3_KEYS, wait
 
 pytestmark = [pytest.mark.node, pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
@@ -58,19 +59,6 @@ def stage_phase(node, name: str, stage: str) -> str | None:
 
 def pods(node, selector: str) -> list[dict]:
     return json.loads(kubectl(node, "get", "pods", "-l", selector, "-o", "json").stdout)["items"]
-
-
-def processes(marker: str) -> list[int]:
-    """Host pids whose command line contains marker (the pods' processes are ours to see)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if marker in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode():
-                    out.append(int(d.name))
-            except OSError:
-                pass
-    return out
 
 
 class PodWatch(threading.Thread):
@@ -128,7 +116,7 @@ def test_a_quickstart_completes_on_the_node_through_faults(node, cluster, operat
 
     # 1. A stage pod killed mid-stage: the label stage's process, SIGKILLed once it has called the reviser.
     midway("label", "reviser")
-    [pid] = processes("seft stage label")
+    [pid] = pids_with("seft stage label")
     os.kill(pid, signal.SIGKILL)
 
     # 2. Two reviser replicas: each served at least 30% of the label stage's calls.
