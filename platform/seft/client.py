@@ -204,29 +204,35 @@ class ReviserClient(_Client):
                             f"(after {done} of {len(items)} items)") from None
 
 
+def _metadata(extra: list) -> str:
+    """An item's optional last element, its metadata, as the wire's JSON object ("" for none)."""
+    return json.dumps(extra[0]) if extra and extra[0] else ""
+
+
 class CriticClient(_Client):
-    def score(self, items: Sequence[tuple[list[dict], str]], on_batch=None) -> list[float]:
+    def score(self, items: Sequence[tuple], on_batch=None) -> list[float]:
+        """items: (prompt, response) or (prompt, response, metadata)."""
         stub = critic_pb2_grpc.CriticStub(self.channel)
 
         def call(chunk, start):
             req = critic_pb2.ScoreRequest(request_id=uuid.uuid4().hex, items=[
-                critic_pb2.ScoreItem(prompt=messages(p), response=r) for p, r in chunk])
+                critic_pb2.ScoreItem(prompt=messages(p), response=r, metadata=_metadata(m)) for p, r, *m in chunk])
             return list(stub.Score(req, timeout=self.timeout).rewards)
 
         return self._batched(items, call, on_batch)
 
 
 class LabellerClient(_Client):
-    def label(self, items: Sequence[tuple[str, list[dict], str, str]], rule: Rule,
-              on_batch=None) -> list[Labelled]:
-        """items: (id, prompt, original, revised)."""
+    def label(self, items: Sequence[tuple], rule: Rule, on_batch=None) -> list[Labelled]:
+        """items: (id, prompt, original, revised), or with the record's metadata last."""
         stub = labeller_pb2_grpc.LabellerStub(self.channel)
         pb_rule = labeller_pb2.LabelRule(alpha=rule.alpha, beta=rule.beta, p=rule.p,
                                          relabel_to=ENUM_OF[rule.relabel_to], seed=rule.seed)
 
         def call(chunk, start):
             req = labeller_pb2.LabelRequest(request_id=uuid.uuid4().hex, rule=pb_rule, items=[
-                labeller_pb2.LabelItem(id=i, prompt=messages(p), original=o, revised=r) for i, p, o, r in chunk])
+                labeller_pb2.LabelItem(id=i, prompt=messages(p), original=o, revised=r, metadata=_metadata(m))
+                for i, p, o, r, *m in chunk])
             return [Labelled(x.score.reward_original, x.score.reward_revised, x.score.benefit,
                              LABEL_OF[x.label], x.relabelled)
                     for x in stub.Label(req, timeout=self.timeout).results]

@@ -10,7 +10,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -38,16 +38,19 @@ def _nonempty(prompt: Conversation) -> Conversation:
 
 
 class RankedResponse(Record):
-    rank: int = Field(ge=0, le=6)
+    rank: int = Field(ge=0)
     content: str
 
 
 class PreferenceRecord(Record):
-    """A prompt with responses ranked 0 (best) .. 6 (worst), like Nectar."""
+    """A prompt with responses ranked 0 (best), 1, ... (seft.preference reads the shapes people
+    have into this one). `metadata` reaches rule critics as keyword arguments (e.g. a verifiable
+task's answer)."""
 
     id: str = Field(min_length=1)
     prompt: Conversation
     responses: list[RankedResponse]
+    metadata: dict[str, Any] | None = None
 
     _prompt = field_validator("prompt")(_nonempty)
 
@@ -63,6 +66,7 @@ class PreferenceRecord(Record):
 class PromptRecord(Record):
     id: str = Field(min_length=1)
     prompt: Conversation
+    metadata: dict[str, Any] | None = None
 
     _prompt = field_validator("prompt")(_nonempty)
 
@@ -75,6 +79,7 @@ class RevisionSample(Record):
     original: str
     rank: int
     target: str
+    metadata: dict[str, Any] | None = None  # for rule critics
 
 
 class SFTExample(Record):

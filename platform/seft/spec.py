@@ -53,18 +53,41 @@ class Bootstrap(Model):
 
 
 class Data(Model):
-    preference: str | None = Field(None, description="JSONL: prompt + responses ranked 0 (best)..6")
-    prompts: str | None = Field(None, description="JSONL of unlabelled prompts for evolution")
+    preference: str | None = Field(None, description="ranked, scored or pairwise (TRL) preference data: "
+                                   "JSONL, Parquet or a save_to_disk directory (seft.preference)")
+    prompts: str | None = Field(None, description="unlabelled prompts for evolution (same file kinds)")
     test_size: int = Field(200, ge=1, description="preference prompts held out for evaluation")
     warmup_fraction: float = Field(0.3, gt=0, lt=1, description="warm-up : adaptive split = 3 : 7")
-    original_ranks: list[int] = Field([1, 2, 3, 4, 5, 6], description="ranks an original is drawn from")
+    original_ranks: list[int] | None = Field(None, description="ranks an original is drawn from "
+                                             "(0 is the best response); default: every rank but 0")
 
     @field_validator("original_ranks")
     @classmethod
-    def _ranks(cls, v: list[int]) -> list[int]:
-        if not v or any(r < 0 or r > 6 for r in v) or len(set(v)) != len(v):
-            raise ValueError(f"must be distinct ranks within 0..6, got {v}")
+    def _ranks(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(r < 0 for r in v) or len(set(v)) != len(v)):
+            raise ValueError(f"must be distinct ranks of at least 0, got {v}")
         return v
+
+
+class Ranking(Model):
+    """Builds the preference data from prompts alone (the rank stage, instead of
+    `data.preference`): the external generator, and the initial policy when `policy` > 0, sample
+    answers to each prompt; the critic scores them; their order by score is their rank (ties keep
+    the sampling order). A prompt's metadata reaches the critic (e.g. a verifiable task's answer)."""
+
+    prompts: str = Field(description="the prompts to answer and rank: JSONL, Parquet or a save_to_disk "
+                                     "directory of `prompt` (seft.preference)")
+    generator: int = Field(7, ge=0, le=64, description="answers per prompt from the external generator")
+    policy: int = Field(0, ge=0, le=64, description="answers per prompt from the initial policy")
+    sampling: Sampling = Sampling(temperature=1.0)
+    critic: str | None = Field(None, description="name of the critic that ranks; default the first")
+
+    @model_validator(mode="after")
+    def _two_answers(self) -> "Ranking":
+        if self.generator + self.policy < 2:
+            raise ValueError(f"ranking needs at least two answers per prompt, got generator {self.generator} "
+                             f"+ policy {self.policy}")
+        return self
 
 
 class Models(Model):
@@ -227,6 +250,7 @@ class PipelineSpec(Model):
     store: StoreConfig = StoreConfig()
     bootstrap: Bootstrap | None = None
     data: Data = Data()
+    ranking: Ranking | None = Field(None, description="build the preference data from prompts and a critic")
     models: Models = Models()
     critics: list[Critic] = Field(min_length=1)
     labelling: Labelling = Labelling()
@@ -255,19 +279,27 @@ class PipelineSpec(Model):
         if self.bootstrap is not None:
             given = [f"data.{k}" for k in ("preference", "prompts") if getattr(self.data, k)]
             given += [f"models.{k}" for k, v in self.models.model_dump().items() if v]
+            given += ["ranking"] if self.ranking else []
             if given:
                 raise ValueError(f"bootstrap makes the data and models; remove {', '.join(given)}")
         else:
-            missing = [f"data.{k}" for k in ("preference", "prompts") if not getattr(self.data, k)]
+            if self.ranking is not None and self.data.preference:
+                raise ValueError("ranking builds the preference data: remove data.preference, or ranking")
+            missing = ["data.prompts"] if not self.data.prompts else []
+            missing += ["data.preference (or ranking)"] if not (self.data.preference or self.ranking) else []
             needed = ("policy",) if self.recipe in ("self", "evolve") else ("policy", "reviser_base", "generator")
+            if self.ranking is not None and self.ranking.generator:
+                needed = tuple(dict.fromkeys((*needed, "generator")))
             missing += [f"models.{k}" for k in needed if not getattr(self.models, k)]
             if missing:
                 raise ValueError(f"without bootstrap the spec needs {', '.join(missing)}")
         names = [c.name for c in self.critics]
         if len(set(names)) != len(names):
             raise ValueError(f"critic names must be unique, got {names}")
-        if self.labelling.critic is not None and self.labelling.critic not in names:
-            raise ValueError(f"labelling.critic {self.labelling.critic!r} is not one of {names}")
+        for field, name in (("labelling.critic", self.labelling.critic),
+                            ("ranking.critic", self.ranking.critic if self.ranking else None)):
+            if name is not None and name not in names:
+                raise ValueError(f"{field} {name!r} is not one of {names}")
         check_baselines(self)
         check_self_evolution(self)
         return self
@@ -279,10 +311,12 @@ class PipelineSpec(Model):
 
     @property
     def refinement_critic(self) -> Critic:
-        name = (self.self_evolution and self.self_evolution.critic) or self.critics[0].name
-        return next(c for c in self.critics if c.name == name)
+        return self.critic(self.self_evolution and self.self_evolution.critic)
 
     @property
     def labelling_critic(self) -> Critic:
-        name = self.labelling.critic or self.critics[0].name
-        return next(c for c in self.critics if c.name == name)
+        return self.critic(self.labelling.critic)
+
+    def critic(self, name: str | None) -> Critic:
+        """The critic called `name`; None: the first."""
+        return next(c for c in self.critics if c.name == (name or self.critics[0].name))

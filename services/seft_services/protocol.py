@@ -3,6 +3,8 @@ reason that names the field. Servicers turn InvalidArgument into INVALID_ARGUMEN
 
 from __future__ import annotations
 
+import json
+
 import math
 from dataclasses import dataclass
 
@@ -78,6 +80,19 @@ def conversation(msgs, field: str) -> list[dict]:
     if not any(m["role"] == "user" and m["content"].strip() for m in out):
         raise InvalidArgument(f"{field}: needs a non-empty user message")
     return out
+
+
+def metadata(value: str, field: str) -> dict:
+    """An item's optional metadata: a JSON object ("" for none)."""
+    if not value:
+        return {}
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"{field}: not valid JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"{field}: must be a JSON object, got {type(data).__name__}")
+    return data
 
 
 def text(value: str, field: str, allow_empty: bool = False) -> str:

@@ -99,17 +99,18 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> common_pb2.Usage:
     return common_pb2.Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
 
-def _pairs(items) -> list[tuple[list[dict], str, str]]:
+def _pairs(items) -> list[tuple[list[dict], str, str, dict]]:
     out = []
     for i, item in enumerate(items):
         out.append((protocol.conversation(item.prompt, f"items[{i}].prompt"),
                     protocol.text(item.original, f"items[{i}].original", allow_empty=True),
-                    protocol.text(item.revised, f"items[{i}].revised", allow_empty=True)))
+                    protocol.text(item.revised, f"items[{i}].revised", allow_empty=True),
+                    protocol.metadata(item.metadata, f"items[{i}].metadata")))
     return out
 
 
 def _pair_scores(critic, pairs) -> list[common_pb2.PairScore]:
-    rewards = critic.score([(p, o) for p, o, _ in pairs] + [(p, r) for p, _, r in pairs])
+    rewards = critic.score([(p, o, m) for p, o, _, m in pairs] + [(p, r, m) for p, _, r, m in pairs])
     n = len(pairs)
     return [common_pb2.PairScore(reward_original=o, reward_revised=r, benefit=r - o)
             for o, r in zip(rewards[:n], rewards[n:])]
@@ -210,7 +211,8 @@ class ReviserServicer(_Servicer, reviser_pb2_grpc.ReviserServicer):
 class CriticServicer(_Servicer, critic_pb2_grpc.CriticServicer):
     def _plan_score(self, request) -> Plan:
         items = [(protocol.conversation(it.prompt, f"items[{i}].prompt"),
-                  protocol.text(it.response, f"items[{i}].response", allow_empty=True))
+                  protocol.text(it.response, f"items[{i}].response", allow_empty=True),
+                  protocol.metadata(it.metadata, f"items[{i}].metadata"))
                  for i, it in enumerate(request.items)]
         return Plan("items", items, lambda chunk, stop: self.backend.score(chunk),
                      lambda offset, rewards: critic_pb2.ScoreResponse(request_id=request.request_id, offset=offset,

@@ -117,6 +117,27 @@ def test_critic_score_and_pairs(server):
     assert s.benefit == pytest.approx(2 / 3)
 
 
+def test_a_records_metadata_reaches_a_rule_critic_as_keywords():
+    srv = Server({"critic": RuleCritic("seft.tasks.answers:words"), "labeller": RuleCritic("seft.tasks.answers:exact")},
+                 limits=Limits(max_batch=MAX_BATCH)).start()
+    prompt = msgs_dict()
+    try:
+        with CriticClient(srv.endpoint, batch_size=2) as client:
+            rewards = client.score([(prompt, "so #### 1 2 3", {"answer": "1 2 3"}), (prompt, "1 2\n3 2 1", {"answer": "1 2 3"}),
+                                    (prompt, "Answer: blue", {"answer": "Blue sky"})])
+        assert rewards == [1.0, pytest.approx(1 / 3), 0.5]
+        with LabellerClient(srv.endpoint) as client:
+            out = client.label([("a", prompt, "4", "3", {"answer": 3}), ("b", prompt, "3", "3", {"answer": 3})],
+                               Rule(alpha=0.3, beta=0.9, p=1.0))
+        assert [(o.reward_original, o.reward_revised, o.label) for o in out] == [(0.0, 1.0, Label.MAJOR),
+                                                                                 (1.0, 1.0, Label.NO)]
+        stub = critic_pb2_grpc.CriticStub(grpc.insecure_channel(srv.endpoint))  # a critic that needs it, without it
+        code, details = _code(stub.Score, critic_pb2.ScoreRequest(items=[critic_pb2.ScoreItem(prompt=msgs(), response="1")]))
+        assert code == grpc.StatusCode.INTERNAL
+    finally:
+        srv.stop(grace=1)
+
+
 def test_labeller_applies_the_rule(server):
     prompt = msgs_dict()
     items = [("a", prompt, "3 1 2", "1 2 3"),   # benefit +1.0 > beta -> major
@@ -161,10 +182,16 @@ def bad_requests():
         ("Score", cri.ScoreRequest(), "items: empty batch"),
         ("Score", cri.ScoreRequest(items=[cri.ScoreItem(response="1")]), "items[0].prompt: empty prompt"),
         ("Score", cri.ScoreRequest(items=[cri.ScoreItem(prompt=msgs(), response="1")] * (MAX_BATCH + 1)), "exceeds"),
+        ("Score", cri.ScoreRequest(items=[cri.ScoreItem(prompt=msgs(), response="1", metadata="{oops")]),
+         "items[0].metadata: not valid JSON"),
+        ("Score", cri.ScoreRequest(items=[cri.ScoreItem(prompt=msgs(), response="1", metadata="[1]")]),
+         "items[0].metadata: must be a JSON object, got list"),
         ("ScorePairs", cri.ScorePairsRequest(), "items: empty batch"),
         ("ScorePairs", cri.ScorePairsRequest(items=[cri.PairItem(original="1", revised="2")]), "empty prompt"),
         ("Label", lab.LabelRequest(items=[label_item]), "rule: required"),
         ("Label", lab.LabelRequest(rule=rule), "items: empty batch"),
+        ("Label", lab.LabelRequest(items=[lab.LabelItem(id="x", prompt=msgs(), original="1", revised="2", metadata="7")],
+                                   rule=rule), "items[0].metadata: must be a JSON object, got int"),
         ("Label", lab.LabelRequest(items=[label_item, label_item], rule=rule), "unique"),
         ("Label", lab.LabelRequest(items=[lab.LabelItem(prompt=msgs(), original="1", revised="2")], rule=rule), "items[0].id: empty"),
         ("Label", lab.LabelRequest(items=[label_item], rule=lab.LabelRule(alpha=2, beta=1, p=0.5, relabel_to=1)), "must not exceed"),

@@ -30,7 +30,7 @@ def test_invalid_json_names_line(tmp_path):
 @pytest.mark.parametrize("responses, needle", [
     ([{"rank": 1, "content": "a"}, {"rank": 2, "content": "b"}], "including 0"),
     ([{"rank": 0, "content": "a"}, {"rank": 0, "content": "b"}], "distinct"),
-    ([{"rank": 0, "content": "a"}, {"rank": 9, "content": "b"}], "less than or equal to 6"),
+    ([{"rank": 0, "content": "a"}, {"rank": -1, "content": "b"}], "greater than or equal to 0"),
 ])
 def test_preference_ranks_are_checked(tmp_path, responses, needle):
     with pytest.raises(ValueError, match=needle):

@@ -1,5 +1,6 @@
 """SEFT (arXiv 2406.10813): prepare > warmup > label > adapt > internal > external > evaluate,
-after an optional bootstrap that makes a demo task and models, and with the paper's baselines
+after an optional bootstrap (a demo task and models) or rank (preference data from prompts), and
+with the paper's baselines
 (baseline_revisers after adapt, baseline_policies after external) when the spec asks for them."""
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from seft.settings import Model, Training
 def modules(spec) -> list:
     """The recipe's stage modules, in order. (Imported here: stage modules import the pipeline
     spec, which is built from this module's settings.)"""
-    from seft.stages import (adapt, baseline_policies, baseline_revisers, bootstrap, evaluate, external, internal,
+    from seft.stages import (adapt, baseline_policies, baseline_revisers, data_makers, evaluate, external, internal,
                              label, prepare, warmup)
 
     baselines = spec.baselines
-    return ([bootstrap] if spec.bootstrap is not None else []) + [prepare, warmup, label, adapt] + (
+    return data_makers(spec) + [prepare, warmup, label, adapt] + (
         [baseline_revisers] if baselines and baselines.revisers else []) + [internal, external] + (
         [baseline_policies] if baselines and baselines.policies else []) + [evaluate]
 

@@ -18,10 +18,10 @@ def modules(spec) -> list:
     """The recipe's stage modules, in order, but for the rounds (rounds.stage(spec, k)).
     (Imported here: stage modules import the pipeline spec, which is built from this module's
     settings.)"""
-    from seft.stages import bootstrap, prepare
+    from seft.stages import data_makers, prepare
     from seft.stages.self_evolution import meta_skill, meta_skill_dpo
 
-    return ([bootstrap] if spec.bootstrap is not None else []) + [prepare, meta_skill] + (
+    return data_makers(spec) + [prepare, meta_skill] + (
         [meta_skill_dpo] if spec.self_evolution.dpo is not None else [])
 
 

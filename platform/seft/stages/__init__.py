@@ -83,10 +83,10 @@ class Stage:
 
     def params(self, spec: "PipelineSpec") -> dict:
         """What the stage's output depends on besides its inputs' content."""
-        from seft.storage import local_path, sha256_file
+        from seft.storage import local_path, sha256_path
 
         return plain({"seed": spec.seed, "reads": {f: setting(spec, f) for f in self.reads},
-                      "files": {f: sha256_file(local_path(f)) for f in self.files},
+                      "files": {f: sha256_path(local_path(f)) for f in self.files},
                       "services": self.services, "trainings": self.trainings})
 
 
@@ -136,6 +136,14 @@ class SpecView:
 def service_env(name: str) -> str:
     """The environment variable that gives a stage pod the endpoint of its service `name`."""
     return "SEFT_SERVICE_" + name.upper().replace("-", "_")
+
+
+def data_makers(spec: "PipelineSpec") -> list:
+    """The stage modules that make prepare's inputs: bootstrap (a demo task and models), or rank
+    (preference data from prompts alone), or none (the spec names the files)."""
+    from seft.stages import bootstrap, rank
+
+    return [bootstrap] if spec.bootstrap is not None else [rank] if spec.ranking is not None else []
 
 
 def model_ref(spec: "PipelineSpec", role: str) -> Ref:

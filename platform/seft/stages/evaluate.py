@@ -58,6 +58,7 @@ def run(ctx) -> dict:
     heldout = list(read_jsonl(ctx.input("prepare") / "heldout.jsonl"))
     sampling, bs = spec.evaluation.sampling, spec.services.batch_size
     items = [(messages(s.prompt), s.original) for s in test]
+    metas, heldout_metas = [s.metadata for s in test], [h.get("metadata") for h in heldout]  # for rule critics
     prompts = [h["prompt"] for h in heldout]
     metrics: dict = {"reviser": {}, "policy": {}, "policy_vs_reference": {}, "reviser_pairwise": {}}
     revised_rewards: dict[str, dict[str, list[float]]] = {}  # critic -> reviser -> reward of each revision
@@ -65,7 +66,8 @@ def run(ctx) -> dict:
     with ctx.services() as ep, ExitStack() as stack:
         critics = {c.name: stack.enter_context(CriticClient(ep[f"critic-{c.name}"], batch_size=bs))
                    for c in spec.critics}
-        original_rewards = {cname: critic.score(items) for cname, critic in critics.items()}
+        original_rewards = {cname: critic.score([(p, o, m) for (p, o), m in zip(items, metas)])
+                            for cname, critic in critics.items()}
         for name in _named(ctx, "reviser"):
             with (ctx.progress(f"revising test set ({name} reviser)", len(items)) as advance,
                   ReviserClient(ep[f"reviser-{name}"], batch_size=bs) as reviser):
@@ -73,7 +75,7 @@ def run(ctx) -> dict:
             metrics["reviser"][name] = {}
             for cname, critic in critics.items():
                 originals = original_rewards[cname]
-                revised = critic.score([(p, r.text) for (p, _), r in zip(items, revisions)])
+                revised = critic.score([(p, r.text, m) for (p, _), r, m in zip(items, revisions, metas)])
                 revised_rewards.setdefault(cname, {})[name] = revised
                 rows = [{"rank": s.rank, "reward_original": o, "reward_revised": v, "revised": r.revised,
                          "label": r.label.short if r.label else None}
@@ -85,14 +87,15 @@ def run(ctx) -> dict:
         for cname, by_reviser in revised_rewards.items():  # each pair of revisers on the same originals
             metrics["reviser_pairwise"][cname] = {f"{a} vs {b}": win_rate(by_reviser[a], by_reviser[b])
                                                   for i, a in enumerate(names) for b in names[i + 1:]}
-        reference_rewards = {cname: critic.score([(p, h["reference"]) for p, h in zip(prompts, heldout)])
-                             for cname, critic in critics.items()}
+        references = [(p, h["reference"], m) for p, h, m in zip(prompts, heldout, heldout_metas)]
+        reference_rewards = {cname: critic.score(references) for cname, critic in critics.items()}
         answers_by_policy = {}
         for name in _named(ctx, "policy"):
             with (ctx.progress(f"answering held-out prompts ({name} policy)", len(prompts)) as advance,
                   GeneratorClient(ep[f"policy-{name}"], batch_size=bs) as gen):
                 answers = answers_by_policy[name] = gen.generate(prompts, sampling, seed=spec.seed, on_batch=advance)
-            rewards = {cname: critic.score(list(zip(prompts, answers))) for cname, critic in critics.items()}
+            scored = list(zip(prompts, answers, heldout_metas))
+            rewards = {cname: critic.score(scored) for cname, critic in critics.items()}
             metrics["policy"][name] = {cname: fmean(r) for cname, r in rewards.items()}
             metrics["policy_vs_reference"][name] = {cname: win_rate(r, reference_rewards[cname])
                                                     for cname, r in rewards.items()}

@@ -29,8 +29,8 @@ def run(ctx) -> dict:
             revisions = reviser.revise(items, spec.revision, seed=spec.seed, on_batch=advance)
         with (ctx.progress("labelling", len(items)) as advance,
               LabellerClient(ep["labeller"], batch_size=spec.services.batch_size) as labeller):
-            labels = labeller.label([(s.id, p, o, r.text) for s, (p, o), r in zip(samples, items, revisions)],
-                                    rule, on_batch=advance)
+            pairs = [(s.id, p, o, r.text, s.metadata) for s, (p, o), r in zip(samples, items, revisions)]
+            labels = labeller.label(pairs, rule, on_batch=advance)
     rows = [{**s.model_dump(mode="json"), "preliminary_revision": r.text, "reward_original": lb.reward_original,
              "reward_revised": lb.reward_revised, "benefit": lb.benefit, "label": lb.label.value,
              "relabelled": lb.relabelled} for s, r, lb in zip(samples, revisions, labels)]

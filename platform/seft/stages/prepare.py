@@ -1,29 +1,33 @@
-"""prepare: split the preference data into test, warm-up and adaptive splits (3:7 between the
-last two).
+"""prepare: read the preference data (any shape seft.preference reads) and split it into test,
+warm-up and adaptive splits (3:7 between the last two).
 
-Warm-up and adaptive samples pair an original (a random one of `data.original_ranks`, 1..6 by
-default) with the target (rank 0). The test split keeps every rank 0..6 as an original, for
+Warm-up and adaptive samples pair an original (a random one of `data.original_ranks`, every rank
+but 0 by default) with the target (rank 0). The test split keeps every rank as an original, for
 evaluation per rank, and its prompts (with the rank-0 response as reference) are the held-out
-prompts for the policy."""
+prompts for the policy. A record's metadata rides along to the critics."""
 
 from __future__ import annotations
 
 import random
 
-from seft.records import PreferenceRecord, PromptRecord, RevisionSample, read_jsonl, write_jsonl
+from seft.errors import SeftError
+from seft.preference import read_preference, read_prompts
+from seft.records import PreferenceRecord, RevisionSample, write_jsonl
 from seft.stages import Stage
 from seft.storage import local_path
 
 
 def stage(spec) -> Stage:
-    made = spec.bootstrap is not None  # bootstrap made the data; else the files' content is a parameter
-    return Stage("prepare", run, reads=("data", "bootstrap"), inputs=("bootstrap",) if made else (),
-                 files=() if made else (spec.data.preference, spec.data.prompts))
+    """bootstrap makes the data, or rank the preference data; else the files' content is a parameter."""
+    if spec.bootstrap is not None:
+        return Stage("prepare", run, reads=("data", "bootstrap", "ranking"), inputs=("bootstrap",))
+    return Stage("prepare", run, reads=("data", "bootstrap", "ranking"), inputs=("rank",) if spec.ranking else (),
+                 files=(spec.data.prompts,) if spec.ranking else (spec.data.preference, spec.data.prompts))
 
 
 def _sample(rec: PreferenceRecord, original, sample_id: str) -> RevisionSample:
     return RevisionSample(id=sample_id, prompt=rec.prompt, original=original.content, rank=original.rank,
-                          target=rec.responses[0].content)
+                          target=rec.responses[0].content, metadata=rec.metadata)
 
 
 def run(ctx) -> dict:
@@ -31,11 +35,12 @@ def run(ctx) -> dict:
     if spec.bootstrap:
         pref_path, prompts_path = ctx.input("bootstrap") / "preference.jsonl", ctx.input("bootstrap") / "prompts.jsonl"
     else:
-        pref_path, prompts_path = local_path(cfg.preference), local_path(cfg.prompts)
-    records = list(read_jsonl(pref_path, PreferenceRecord))
+        prompts_path = local_path(cfg.prompts)
+        pref_path = ctx.input("rank") / "preference.jsonl" if spec.ranking else local_path(cfg.preference)
+    records = list(read_preference(pref_path))
     if len(records) <= cfg.test_size + 1:
-        raise ValueError(f"data.test_size {cfg.test_size} leaves no training data "
-                         f"({len(records)} preference records in {pref_path})")
+        raise SeftError(f"data.test_size {cfg.test_size} leaves no training data "
+                        f"({len(records)} preference records in {pref_path})")
     rng = random.Random(spec.seed)
     rng.shuffle(records)
     test, train = records[:cfg.test_size], records[cfg.test_size:]
@@ -44,10 +49,11 @@ def run(ctx) -> dict:
     def paired(recs):
         out = []
         for r in recs:
-            choices = [resp for resp in r.responses if resp.rank in cfg.original_ranks]
+            allowed = cfg.original_ranks or range(1, len(r.responses))
+            choices = [resp for resp in r.responses if resp.rank in allowed]
             if not choices:
-                raise ValueError(f"{pref_path}: record {r.id!r} has none of data.original_ranks "
-                                 f"{cfg.original_ranks}")
+                raise SeftError(f"{pref_path}: record {r.id!r} has none of data.original_ranks "
+                                f"{cfg.original_ranks} (its ranks: 0..{len(r.responses) - 1})")
             out.append(_sample(r, rng.choice(choices), r.id))
         return out
 
@@ -57,7 +63,7 @@ def run(ctx) -> dict:
         "test": write_jsonl(out / "test.jsonl", (_sample(r, resp, f"{r.id}-r{resp.rank}")
                                                  for r in test for resp in r.responses)),
         "heldout": write_jsonl(out / "heldout.jsonl", (
-            {"id": r.id, "prompt": [m.model_dump() for m in r.prompt], "reference": r.responses[0].content}
-            for r in test)),
-        "prompts": write_jsonl(out / "prompts.jsonl", read_jsonl(prompts_path, PromptRecord)),
+            {"id": r.id, "prompt": [m.model_dump() for m in r.prompt], "reference": r.responses[0].content,
+             "metadata": r.metadata} for r in test)),
+        "prompts": write_jsonl(out / "prompts.jsonl", read_prompts(prompts_path)),
     }

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from seft.errors import SeftError
 from seft.storage.base import (MANIFEST, Store, describe_files, fingerprint, join, manifest_digest, sha256_file,
-                               validate_key, write_atomic)
+                               sha256_path, validate_key, write_atomic)
 
 __all__ = ["FILE", "MANIFEST", "S3", "Store", "describe_files", "fingerprint", "is_local", "local_path", "localize",
-           "manifest_digest", "open_store", "sha256_file", "split_uri", "validate_key", "write_atomic"]
+           "manifest_digest", "open_store", "sha256_file", "sha256_path", "split_uri", "validate_key", "write_atomic"]
 
 FILE, S3 = "file://", "s3://"  # the two kinds of store; this module is the one place that parses them
 

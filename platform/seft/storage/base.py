@@ -54,6 +54,15 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def sha256_path(path: Path) -> str:
+    """A file's sha256, or a directory's: of its files' relative paths and digests (a dataset
+    written by save_to_disk)."""
+    if not path.is_dir():
+        return sha256_file(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return hashlib.sha256(json.dumps([[str(p.relative_to(path)), sha256_file(p)] for p in files]).encode()).hexdigest()
+
+
 def describe_files(root: Path) -> dict[str, dict[str, Any]]:
     """sha256, size and (for JSONL) record count of every file under root."""
     files = {}

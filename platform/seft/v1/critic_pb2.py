@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from seft.v1 import common_pb2 as seft_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14seft/v1/critic.proto\x12\x07seft.v1\x1a\x14seft/v1/common.proto\"C\n\tScoreItem\x12$\n\x06prompt\x18\x01 \x03(\x0b\x32\x14.seft.v1.ChatMessage\x12\x10\n\x08response\x18\x02 \x01(\t\"E\n\x0cScoreRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12!\n\x05items\x18\x02 \x03(\x0b\x32\x12.seft.v1.ScoreItem\"D\n\rScoreResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07rewards\x18\x02 \x03(\x01\x12\x0e\n\x06offset\x18\x03 \x01(\r\"S\n\x08PairItem\x12$\n\x06prompt\x18\x01 \x03(\x0b\x32\x14.seft.v1.ChatMessage\x12\x10\n\x08original\x18\x02 \x01(\t\x12\x0f\n\x07revised\x18\x03 \x01(\t\"I\n\x11ScorePairsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12 \n\x05items\x18\x02 \x03(\x0b\x32\x11.seft.v1.PairItem\"\\\n\x12ScorePairsResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\"\n\x06scores\x18\x02 \x03(\x0b\x32\x12.seft.v1.PairScore\x12\x0e\n\x06offset\x18\x03 \x01(\r2\x96\x02\n\x06\x43ritic\x12\x36\n\x05Score\x12\x15.seft.v1.ScoreRequest\x1a\x16.seft.v1.ScoreResponse\x12\x45\n\nScorePairs\x12\x1a.seft.v1.ScorePairsRequest\x1a\x1b.seft.v1.ScorePairsResponse\x12>\n\x0bScoreStream\x12\x15.seft.v1.ScoreRequest\x1a\x16.seft.v1.ScoreResponse0\x01\x12M\n\x10ScorePairsStream\x12\x1a.seft.v1.ScorePairsRequest\x1a\x1b.seft.v1.ScorePairsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14seft/v1/critic.proto\x12\x07seft.v1\x1a\x14seft/v1/common.proto\"U\n\tScoreItem\x12$\n\x06prompt\x18\x01 \x03(\x0b\x32\x14.seft.v1.ChatMessage\x12\x10\n\x08response\x18\x02 \x01(\t\x12\x10\n\x08metadata\x18\x03 \x01(\t\"E\n\x0cScoreRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12!\n\x05items\x18\x02 \x03(\x0b\x32\x12.seft.v1.ScoreItem\"D\n\rScoreResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07rewards\x18\x02 \x03(\x01\x12\x0e\n\x06offset\x18\x03 \x01(\r\"e\n\x08PairItem\x12$\n\x06prompt\x18\x01 \x03(\x0b\x32\x14.seft.v1.ChatMessage\x12\x10\n\x08original\x18\x02 \x01(\t\x12\x0f\n\x07revised\x18\x03 \x01(\t\x12\x10\n\x08metadata\x18\x04 \x01(\t\"I\n\x11ScorePairsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12 \n\x05items\x18\x02 \x03(\x0b\x32\x11.seft.v1.PairItem\"\\\n\x12ScorePairsResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\"\n\x06scores\x18\x02 \x03(\x0b\x32\x12.seft.v1.PairScore\x12\x0e\n\x06offset\x18\x03 \x01(\r2\x96\x02\n\x06\x43ritic\x12\x36\n\x05Score\x12\x15.seft.v1.ScoreRequest\x1a\x16.seft.v1.ScoreResponse\x12\x45\n\nScorePairs\x12\x1a.seft.v1.ScorePairsRequest\x1a\x1b.seft.v1.ScorePairsResponse\x12>\n\x0bScoreStream\x12\x15.seft.v1.ScoreRequest\x1a\x16.seft.v1.ScoreResponse0\x01\x12M\n\x10ScorePairsStream\x12\x1a.seft.v1.ScorePairsRequest\x1a\x1b.seft.v1.ScorePairsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,17 +33,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'seft.v1.critic_pb2', _globa
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SCOREITEM']._serialized_start=55
-  _globals['_SCOREITEM']._serialized_end=122
-  _globals['_SCOREREQUEST']._serialized_start=124
-  _globals['_SCOREREQUEST']._serialized_end=193
-  _globals['_SCORERESPONSE']._serialized_start=195
-  _globals['_SCORERESPONSE']._serialized_end=263
-  _globals['_PAIRITEM']._serialized_start=265
-  _globals['_PAIRITEM']._serialized_end=348
-  _globals['_SCOREPAIRSREQUEST']._serialized_start=350
-  _globals['_SCOREPAIRSREQUEST']._serialized_end=423
-  _globals['_SCOREPAIRSRESPONSE']._serialized_start=425
-  _globals['_SCOREPAIRSRESPONSE']._serialized_end=517
-  _globals['_CRITIC']._serialized_start=520
-  _globals['_CRITIC']._serialized_end=798
+  _globals['_SCOREITEM']._serialized_end=140
+  _globals['_SCOREREQUEST']._serialized_start=142
+  _globals['_SCOREREQUEST']._serialized_end=211
+  _globals['_SCORERESPONSE']._serialized_start=213
+  _globals['_SCORERESPONSE']._serialized_end=281
+  _globals['_PAIRITEM']._serialized_start=283
+  _globals['_PAIRITEM']._serialized_end=384
+  _globals['_SCOREPAIRSREQUEST']._serialized_start=386
+  _globals['_SCOREPAIRSREQUEST']._serialized_end=459
+  _globals['_SCOREPAIRSRESPONSE']._serialized_start=461
+  _globals['_SCOREPAIRSRESPONSE']._serialized_end=553
+  _globals['_CRITIC']._serialized_start=556
+  _globals['_CRITIC']._serialized_end=834
 # @@protoc_insertion_point(module_scope)

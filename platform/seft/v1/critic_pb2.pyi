@@ -8,12 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ScoreItem(_message.Message):
-    __slots__ = ("prompt", "response")
+    __slots__ = ("prompt", "response", "metadata")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     prompt: _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]
     response: str
-    def __init__(self, prompt: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., response: _Optional[str] = ...) -> None: ...
+    metadata: str
+    def __init__(self, prompt: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., response: _Optional[str] = ..., metadata: _Optional[str] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
     __slots__ = ("request_id", "items")
@@ -34,14 +36,16 @@ class ScoreResponse(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., rewards: _Optional[_Iterable[float]] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class PairItem(_message.Message):
-    __slots__ = ("prompt", "original", "revised")
+    __slots__ = ("prompt", "original", "revised", "metadata")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_FIELD_NUMBER: _ClassVar[int]
     REVISED_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     prompt: _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]
     original: str
     revised: str
-    def __init__(self, prompt: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., original: _Optional[str] = ..., revised: _Optional[str] = ...) -> None: ...
+    metadata: str
+    def __init__(self, prompt: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., original: _Optional[str] = ..., revised: _Optional[str] = ..., metadata: _Optional[str] = ...) -> None: ...
 
 class ScorePairsRequest(_message.Message):
     __slots__ = ("request_id", "items")

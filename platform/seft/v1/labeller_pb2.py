@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from seft.v1 import common_pb2 as seft_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16seft/v1/labeller.proto\x12\x07seft.v1\x1a\x14seft/v1/common.proto\"`\n\tLabelItem\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x06prompt\x18\x02 \x03(\x0b\x32\x14.seft.v1.ChatMessage\x12\x10\n\x08original\x18\x03 \x01(\t\x12\x0f\n\x07revised\x18\x04 \x01(\t\"m\n\tLabelRule\x12\r\n\x05\x61lpha\x18\x01 \x01(\x01\x12\x0c\n\x04\x62\x65ta\x18\x02 \x01(\x01\x12\t\n\x01p\x18\x03 \x01(\x01\x12*\n\nrelabel_to\x18\x04 \x01(\x0e\x32\x16.seft.v1.RevisionLabel\x12\x0c\n\x04seed\x18\x05 \x01(\x04\"g\n\x0cLabelRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12!\n\x05items\x18\x02 \x03(\x0b\x32\x12.seft.v1.LabelItem\x12 \n\x04rule\x18\x03 \x01(\x0b\x32\x12.seft.v1.LabelRule\"w\n\x0bLabelResult\x12\n\n\x02id\x18\x01 \x01(\t\x12!\n\x05score\x18\x02 \x01(\x0b\x32\x12.seft.v1.PairScore\x12%\n\x05label\x18\x03 \x01(\x0e\x32\x16.seft.v1.RevisionLabel\x12\x12\n\nrelabelled\x18\x04 \x01(\x08\"Z\n\rLabelResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07results\x18\x02 \x03(\x0b\x32\x14.seft.v1.LabelResult\x12\x0e\n\x06offset\x18\x03 \x01(\r2\x82\x01\n\x08Labeller\x12\x36\n\x05Label\x12\x15.seft.v1.LabelRequest\x1a\x16.seft.v1.LabelResponse\x12>\n\x0bLabelStream\x12\x15.seft.v1.LabelRequest\x1a\x16.seft.v1.LabelResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16seft/v1/labeller.proto\x12\x07seft.v1\x1a\x14seft/v1/common.proto\"r\n\tLabelItem\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x06prompt\x18\x02 \x03(\x0b\x32\x14.seft.v1.ChatMessage\x12\x10\n\x08original\x18\x03 \x01(\t\x12\x0f\n\x07revised\x18\x04 \x01(\t\x12\x10\n\x08metadata\x18\x05 \x01(\t\"m\n\tLabelRule\x12\r\n\x05\x61lpha\x18\x01 \x01(\x01\x12\x0c\n\x04\x62\x65ta\x18\x02 \x01(\x01\x12\t\n\x01p\x18\x03 \x01(\x01\x12*\n\nrelabel_to\x18\x04 \x01(\x0e\x32\x16.seft.v1.RevisionLabel\x12\x0c\n\x04seed\x18\x05 \x01(\x04\"g\n\x0cLabelRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12!\n\x05items\x18\x02 \x03(\x0b\x32\x12.seft.v1.LabelItem\x12 \n\x04rule\x18\x03 \x01(\x0b\x32\x12.seft.v1.LabelRule\"w\n\x0bLabelResult\x12\n\n\x02id\x18\x01 \x01(\t\x12!\n\x05score\x18\x02 \x01(\x0b\x32\x12.seft.v1.PairScore\x12%\n\x05label\x18\x03 \x01(\x0e\x32\x16.seft.v1.RevisionLabel\x12\x12\n\nrelabelled\x18\x04 \x01(\x08\"Z\n\rLabelResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x07results\x18\x02 \x03(\x0b\x32\x14.seft.v1.LabelResult\x12\x0e\n\x06offset\x18\x03 \x01(\r2\x82\x01\n\x08Labeller\x12\x36\n\x05Label\x12\x15.seft.v1.LabelRequest\x1a\x16.seft.v1.LabelResponse\x12>\n\x0bLabelStream\x12\x15.seft.v1.LabelRequest\x1a\x16.seft.v1.LabelResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,15 +33,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'seft.v1.labeller_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LABELITEM']._serialized_start=57
-  _globals['_LABELITEM']._serialized_end=153
-  _globals['_LABELRULE']._serialized_start=155
-  _globals['_LABELRULE']._serialized_end=264
-  _globals['_LABELREQUEST']._serialized_start=266
-  _globals['_LABELREQUEST']._serialized_end=369
-  _globals['_LABELRESULT']._serialized_start=371
-  _globals['_LABELRESULT']._serialized_end=490
-  _globals['_LABELRESPONSE']._serialized_start=492
-  _globals['_LABELRESPONSE']._serialized_end=582
-  _globals['_LABELLER']._serialized_start=585
-  _globals['_LABELLER']._serialized_end=715
+  _globals['_LABELITEM']._serialized_end=171
+  _globals['_LABELRULE']._serialized_start=173
+  _globals['_LABELRULE']._serialized_end=282
+  _globals['_LABELREQUEST']._serialized_start=284
+  _globals['_LABELREQUEST']._serialized_end=387
+  _globals['_LABELRESULT']._serialized_start=389
+  _globals['_LABELRESULT']._serialized_end=508
+  _globals['_LABELRESPONSE']._serialized_start=510
+  _globals['_LABELRESPONSE']._serialized_end=600
+  _globals['_LABELLER']._serialized_start=603
+  _globals['_LABELLER']._serialized_end=733
 # @@protoc_insertion_point(module_scope)

@@ -8,16 +8,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class LabelItem(_message.Message):
-    __slots__ = ("id", "prompt", "original", "revised")
+    __slots__ = ("id", "prompt", "original", "revised", "metadata")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_FIELD_NUMBER: _ClassVar[int]
     REVISED_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     id: str
     prompt: _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]
     original: str
     revised: str
-    def __init__(self, id: _Optional[str] = ..., prompt: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., original: _Optional[str] = ..., revised: _Optional[str] = ...) -> None: ...
+    metadata: str
+    def __init__(self, id: _Optional[str] = ..., prompt: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., original: _Optional[str] = ..., revised: _Optional[str] = ..., metadata: _Optional[str] = ...) -> None: ...
 
 class LabelRule(_message.Message):
     __slots__ = ("alpha", "beta", "p", "relabel_to", "seed")

@@ -1,5 +1,9 @@
 """Critic backends: `rule` (a Python callable, for verifiable tasks) and `reward-model`
-(an HF sequence-classification model; the reward is its first logit)."""
+(an HF sequence-classification model; the reward is its first logit).
+
+`score` takes (prompt, response) items, or (prompt, response, metadata) where a record carries
+metadata: a rule critic is called `fn(prompt, response, **metadata)`, the way TRL passes a
+dataset's extra columns to reward functions (e.g. a verifiable task's `answer`)."""
 
 from __future__ import annotations
 
@@ -17,8 +21,9 @@ class RuleCritic:
         except ValueError as exc:
             raise ValueError(f"rule critic {exc}") from None
 
-    def score(self, items: list[tuple[list[dict], str]]) -> list[float]:
-        rewards = [float(self.fn(prompt, response)) for prompt, response in items]
+    def score(self, items: list[tuple]) -> list[float]:
+        rewards = [float(self.fn(prompt, response, **(meta[0] if meta and meta[0] else {})))
+                   for prompt, response, *meta in items]
         bad = [r for r in rewards if not math.isfinite(r)]
         if bad:
             raise ValueError(f"rule critic returned a non-finite reward: {bad[0]}")
@@ -42,10 +47,10 @@ class RewardModelCritic:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.lock = threading.Lock()
 
-    def score(self, items: list[tuple[list[dict], str]]) -> list[float]:
+    def score(self, items: list[tuple]) -> list[float]:
         texts = [self.tokenizer.apply_chat_template(
             prompt + [{"role": "assistant", "content": response}], tokenize=False)
-            for prompt, response in items]
+            for prompt, response, *_ in items]
         batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False,
                                truncation=True).to(self.device)
         with self.lock, self.torch.inference_mode():

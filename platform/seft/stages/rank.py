@@ -1,0 +1,63 @@
+"""rank: build the preference data from prompts alone (`ranking`, instead of `data.preference`).
+
+The external generator, and the initial policy when `ranking.policy` > 0, sample answers to each
+prompt (one pass per answer, each with its own seed, so a server that seeds per request still
+gives different answers); the critic scores every answer, with the prompt's metadata; sorted by
+score, ties in sampling order, the answers are the responses ranked 0 (best) .. n-1. The stage
+writes preference.jsonl in the scored shape seft.preference reads, each answer with its score and
+source, and reports the share of prompts whose answers all tie: they carry no preference."""
+
+from __future__ import annotations
+
+from statistics import fmean
+
+from seft.client import CriticClient, GeneratorClient
+from seft.preference import read_prompts
+from seft.records import messages, write_jsonl
+from seft.stages import ServiceSpec, Stage, model_ref
+from seft.storage import local_path
+
+SOURCES = {"generator": "generator", "policy": "policy"}  # ranking field -> model role
+
+
+def stage(spec) -> Stage:
+    cfg = spec.ranking
+    services = {source: ServiceSpec("generator", model_ref(spec, role))
+                for source, role in SOURCES.items() if getattr(cfg, source)}
+    services["critic"] = ServiceSpec("critic", critic=spec.critic(cfg.critic))
+    return Stage("rank", run, reads=("ranking",), files=(cfg.prompts,), services=services)
+
+
+def run(ctx) -> dict:
+    spec, cfg, bs = ctx.spec, ctx.spec.ranking, ctx.spec.services.batch_size
+    records = list(read_prompts(local_path(cfg.prompts)))
+    prompts = [messages(r.prompt) for r in records]
+    answers: list[list[dict]] = [[] for _ in records]
+    with ctx.services() as ep:
+        for source in SOURCES:
+            n = getattr(cfg, source)
+            if not n:
+                continue
+            with (ctx.progress(f"sampling {n} answers per prompt ({source})", n * len(prompts)) as advance,
+                  GeneratorClient(ep[source], batch_size=bs) as gen):
+                for k in range(n):
+                    texts = gen.generate(prompts, cfg.sampling, seed=spec.seed * 1000 + k, on_batch=advance)
+                    for mine, text in zip(answers, texts):
+                        mine.append({"content": text, "source": source})
+        flat = [(p, a["content"], r.metadata) for p, r, mine in zip(prompts, records, answers) for a in mine]
+        with (ctx.progress("scoring answers", len(flat)) as advance,
+              CriticClient(ep["critic"], batch_size=bs) as critic):
+            scores = iter(critic.score(flat, on_batch=advance))
+    for mine in answers:
+        for a in mine:
+            a["score"] = next(scores)
+        mine.sort(key=lambda a: -a["score"])  # stable: ties keep the sampling order
+    write_jsonl(ctx.out / "preference.jsonl", (
+        {"id": r.id, "prompt": p, "responses": mine, "metadata": r.metadata}
+        for r, p, mine in zip(records, prompts, answers)))
+    by_source = {s: [a["score"] for mine in answers for a in mine if a["source"] == s]
+                 for s in SOURCES if getattr(cfg, s)}
+    return {"prompts": len(records), "answers": len(flat),
+            "mean_score": {s: fmean(v) for s, v in by_source.items()},
+            "best_score_mean": fmean(mine[0]["score"] for mine in answers),
+            "all_tied_share": sum(mine[0]["score"] == mine[-1]["score"] for mine in answers) / len(answers)}

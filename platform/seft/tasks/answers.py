@@ -1,0 +1,36 @@
+"""Rule critics for data that carries its answer, as verifiable tasks do (GSM8K, reasoning-gym):
+a record's `metadata: {"answer": ...}` reaches them as the keyword `answer`.
+
+A response's final answer is the text after its last `####` (GSM8K's mark) or `answer:`, else its
+last non-empty line."""
+
+from __future__ import annotations
+
+import re
+
+from seft.tasks import position_score
+
+_MARK = re.compile(r"(?:####|answer\s*:)", re.IGNORECASE)
+
+
+def final_answer(response: str) -> str:
+    parts = _MARK.split(response)
+    if len(parts) > 1:
+        return parts[-1].strip()
+    lines = [line.strip() for line in response.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _words(text: str) -> list[str]:
+    return text.lower().strip(" .").split()
+
+
+def exact(prompt: list[dict], response: str, answer) -> float:
+    """1.0 when the final answer is `answer` (case and spacing aside), else 0.0."""
+    return float(_words(final_answer(response)) == _words(str(answer)))
+
+
+def words(prompt: list[dict], response: str, answer) -> float:
+    """Partial credit: the share of the answer's words in their right place (graded rewards rank
+    sampled answers more finely than right/wrong)."""
+    return position_score(_words(str(answer)), _words(final_answer(response)))

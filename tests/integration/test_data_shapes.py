@@ -1,0 +1,118 @@
+"""The data people have, through the pipeline's first stages on tiny real models: prepare reads
+each preference shape (ranked, scored, TRL pairwise) from JSONL, Parquet and save_to_disk; and from
+prompts alone, the rank stage samples answers from real generator services, scores them with a
+rule critic that reads each prompt's metadata, and ranks them, then warmup trains and label labels
+(services as subprocesses, training under torchrun)."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+
+import datasets
+import pytest
+from rich.console import Console
+
+from seft.executors.local import run_pipeline
+from seft.recipes import stages_for
+from seft.records import read_jsonl
+from seft.spec import PipelineSpec
+from seft.tasks import answers, sorting
+from seft.tinymodel import quick_sft
+
+from helpers import sort_prompts
+
+pytestmark = pytest.mark.integration
+
+
+def _spec(tmp_path, model, **data) -> PipelineSpec:
+    training = {"max_steps": 4, "batch_size": 8, "per_device_batch_size": 8, "learning_rate": 1e-3,
+                "deepspeed": "none", "bf16": False, "logging_steps": 1}
+    return PipelineSpec.model_validate({
+        "name": "shapes", "store": f"file://{tmp_path / 'store'}",
+        "models": {"policy": str(model), "reviser_base": str(model), "generator": str(model)},
+        "critics": [{"name": "answer", "backend": "rule", "callable": "seft.tasks.answers:words"}],
+        "reviser_training": training, "generation": {"max_new_tokens": 12}, "revision": {"max_new_tokens": 12},
+        "services": {"batch_size": 16}, **data})
+
+
+def _rows(shape: str, n: int):
+    rng = random.Random(1)
+    for i, (prompt, nums) in enumerate(sort_prompts(n)):
+        ranked = [r["content"] for r in sorting.ranked_responses(nums, rng)][:4]  # best first
+        if shape == "ranked":
+            yield {"id": f"q{i}", "prompt": prompt, "responses": [{"rank": k + 1, "content": t}  # Nectar's 1..
+                                                                  for k, t in reversed(list(enumerate(ranked)))]}
+        elif shape == "scored":
+            yield {"prompt": prompt[0]["content"], "responses": [{"content": t, "score": 10 - k}
+                                                                 for k, t in enumerate(ranked)]}
+        else:
+            yield {"prompt": prompt, "chosen": [{"role": "assistant", "content": ranked[0]}],
+                   "rejected": [{"role": "assistant", "content": ranked[2]}], "source": "extra column"}
+
+
+@pytest.mark.parametrize("shape, kind", [("ranked", "jsonl"), ("scored", "parquet"), ("pairwise", "disk")])
+def test_prepare_reads_each_shape(tmp_path, base_model, shape, kind):
+    rows = list(_rows(shape, 12))
+    path = tmp_path / {"jsonl": "pref.jsonl", "parquet": "pref.parquet", "disk": "pref"}[kind]
+    if kind == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        ds = datasets.Dataset.from_list(rows)
+        ds.to_parquet(path) if kind == "parquet" else ds.save_to_disk(path)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p[0]["content"]}) + "\n" for p, _ in sort_prompts(3, seed=9)))
+    spec = _spec(tmp_path, base_model, data={"preference": str(path), "prompts": str(prompts), "test_size": 2})
+    report = run_pipeline(spec, stages_for(spec)[:1], Console(file=io.StringIO()), workdir=tmp_path / "runs")
+    out = tmp_path / "store" / "shapes" / "prepare"
+    n_ranks = 2 if shape == "pairwise" else 4
+    test = list(read_jsonl(out / "test.jsonl"))
+    assert sorted({r["rank"] for r in test}) == list(range(n_ranks)) and len(test) == 2 * n_ranks
+    best = {sorting.score(r["prompt"], r["original"]) for r in test if r["rank"] == 0}
+    assert best == {1.0}  # rank 0 is the sorted answer in every shape
+    train = list(read_jsonl(out / "warmup.jsonl")) + list(read_jsonl(out / "adaptive.jsonl"))
+    assert len(train) == 10 and all(r["rank"] >= 1 and sorting.score(r["prompt"], r["target"]) == 1.0 for r in train)
+    assert report["summaries"]["prepare"]["prompts"] == 3
+
+
+@pytest.fixture(scope="module")
+def sorter(tmp_path_factory, base_model):
+    """A tiny model that sorts about half right: sampled answers differ in quality."""
+    rng = random.Random(0)
+    examples = [(prompt, sorting.ranked_responses(nums, rng)[rng.choice([0, 1, 2, 3])]["content"])
+                for prompt, nums in sort_prompts(200, seed=5)]
+    return quick_sft(base_model, examples, tmp_path_factory.mktemp("sorter") / "model", steps=60)
+
+
+def test_from_prompts_alone_rank_prepare_warmup_label(tmp_path, sorter):
+    """No preference data: ranking builds it. The critic knows the answer only from the metadata
+    (the prompts say nothing it could parse), so every score shows metadata reached it."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"p{i}", "prompt": p, "metadata": {"answer": " ".join(
+        map(str, sorted(nums)))}}) + "\n" for i, (p, nums) in enumerate(sort_prompts(24, seed=3))))
+    spec = _spec(tmp_path, sorter, data={"prompts": str(prompts), "test_size": 4},
+                 ranking={"prompts": str(prompts), "generator": 3, "policy": 2})
+    stages = stages_for(spec)
+    assert [s.name for s in stages][:4] == ["rank", "prepare", "warmup", "label"]
+    report = run_pipeline(spec, stages[:4], Console(file=io.StringIO()), workdir=tmp_path / "runs")
+
+    store = tmp_path / "store" / "shapes"
+    ranked = list(read_jsonl(store / "rank" / "preference.jsonl"))
+    assert len(ranked) == 24
+    for row in ranked:
+        scores = [a["score"] for a in row["responses"]]
+        assert scores == sorted(scores, reverse=True) and len(scores) == 5
+        assert [a["source"] for a in row["responses"]].count("policy") == 2
+        assert scores == [answers.words(row["prompt"], a["content"], row["metadata"]["answer"])
+                          for a in row["responses"]]
+    summary = report["summaries"]["rank"]
+    assert summary["answers"] == 120 and 0 < summary["best_score_mean"] <= 1
+    assert summary["all_tied_share"] < 1  # the answers differ: the data carries preferences
+
+    labelled = list(read_jsonl(store / "label" / "labelled.jsonl"))
+    assert len(labelled) == len(list(read_jsonl(store / "prepare" / "adaptive.jsonl"))) > 0
+    for row in labelled:  # the labeller's critic scored with each record's metadata
+        assert row["reward_original"] == answers.words(row["prompt"], row["original"], row["metadata"]["answer"])
+        assert row["label"] in ("[Major Revise]", "[Minor Revise]", "[No Revise]")
+    assert (store / "warmup" / "reviser" / "model.safetensors").is_file()
