@@ -9,15 +9,24 @@ from pathlib import Path
 
 from seft.cli.args import OVERRIDES
 from seft.runstate import RUNS
-from seft.errors import SeftError
+from seft.errors import SeftError, SpecError
 
 
-
-def cmd_validate(args) -> int:
+def load_checked(args):
+    """The spec, its schema valid and what it names there and loadable (seft.checks)."""
+    from seft.checks import problems
     from seft.specfile import load_spec
 
     spec = load_spec(args.file, args.set)
-    print(f"{args.file}: valid {spec.recipe} pipeline {spec.name!r}")
+    found = problems(spec)
+    if found:
+        raise SpecError(f"{args.file}: " + "\n  ".join([f"{len(found)} problem(s) with its inputs:", *found]))
+    return spec
+
+
+def cmd_validate(args) -> int:
+    spec = load_checked(args)
+    print(f"{args.file}: valid {spec.recipe} pipeline {spec.name!r}; its models, data and critics load")
     return 0
 
 
@@ -27,10 +36,9 @@ def cmd_run(args) -> int:
     from seft.executors.local import run_pipeline
     from seft.recipes import stages_for
     from seft.report import print_results, write_report
-    from seft.specfile import load_spec
     from seft.storage import open_store
 
-    spec = load_spec(args.file, args.set)
+    spec = load_checked(args)
     console = Console()
     report = run_pipeline(spec, stages_for(spec), console, workdir=Path(args.workdir))
     print_results(console, report, spec.critics[0].name)
