@@ -29,6 +29,16 @@ def reviser_summary(rows: list[dict]) -> dict:
     }
 
 
+def label_shares(labels: list[str]) -> dict[str, float]:
+    """{major, minor, no: share} of short label names."""
+    return {k: labels.count(k) / len(labels) for k in LABELS} if labels else {}
+
+
+def dominant_label(shares: dict[str, float]) -> tuple[str | None, float]:
+    """(label, share) of the most common label; (None, 0.0) without labels."""
+    return max(shares.items(), key=lambda kv: kv[1], default=(None, 0.0))
+
+
 def reviser_by_rank(rows: list[dict]) -> dict:
     """{"0": summary, ..., "6": summary, "all": summary}."""
     groups: dict[str, list[dict]] = defaultdict(list)

@@ -115,9 +115,16 @@ def claim_line(report: dict) -> str | None:
             f"(" + ", ".join(f"{n} {_num(r, '{:.1%}')}" for n, r in baselines.items()) + ").")
 
 
+def warnings(report: dict) -> list[str]:
+    """Every stage's warnings (a summary's "warnings"), as 'stage: text'."""
+    return [f"{stage}: {w}" for stage, s in (report.get("summaries") or {}).items() for w in s.get("warnings", [])]
+
+
 def print_results(console, report: dict, critic: str) -> None:
-    """What `seft run` prints at the end: the stages, then the recipe's results."""
+    """What `seft run` prints at the end: the stages, the warnings, then the recipe's results."""
     console.print(stages_table(report))
+    for warning in warnings(report):
+        console.print(f"[yellow]warning: {warning}[/yellow]")
     metrics = report.get("metrics")
     if metrics and "refinement" in metrics:  # SELF, EVOLVE
         console.print(refinement_table(metrics))
@@ -178,6 +185,8 @@ def markdown(report: dict, plots: dict[str, str]) -> str:
     out = [f"# Run {report['name']}", "",
            f"Recipe `{report.get('recipe')}`, seed {report.get('seed')}, store `{report.get('store')}`, "
            f"{report.get('wall_seconds', 0):.0f} s.", ""]
+    if warnings(report):
+        out += ["## Warnings", "", *[f"- {w}" for w in warnings(report)], ""]
     revisers = metrics.get("reviser") or {}
     critics = list(next(iter(revisers.values()))) if revisers else []
     for critic in critics:

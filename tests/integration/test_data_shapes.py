@@ -87,15 +87,19 @@ def sorter(tmp_path_factory, base_model):
 
 def test_from_prompts_alone_rank_prepare_warmup_label(tmp_path, sorter):
     """No preference data: ranking builds it. The critic knows the answer only from the metadata
-    (the prompts say nothing it could parse), so every score shows metadata reached it."""
+    (the prompts say nothing it could parse), so every score shows metadata reached it. The labels
+    are made lopsided on purpose (alpha = beta = 1: only a perfect fix of a worthless answer is not
+    [No Revise]), and the run warns."""
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"id": f"p{i}", "prompt": p, "metadata": {"answer": " ".join(
         map(str, sorted(nums)))}}) + "\n" for i, (p, nums) in enumerate(sort_prompts(24, seed=3))))
     spec = _spec(tmp_path, sorter, data={"prompts": str(prompts), "test_size": 4},
-                 ranking={"prompts": str(prompts), "generator": 3, "policy": 2})
+                 ranking={"prompts": str(prompts), "generator": 3, "policy": 2},
+                 labelling={"alpha": 1.0, "beta": 1.0, "p": 1.0})
     stages = stages_for(spec)
     assert [s.name for s in stages][:4] == ["rank", "prepare", "warmup", "label"]
-    report = run_pipeline(spec, stages[:4], Console(file=io.StringIO()), workdir=tmp_path / "runs")
+    output = io.StringIO()
+    report = run_pipeline(spec, stages[:4], Console(file=output, width=400), workdir=tmp_path / "runs")
 
     store = tmp_path / "store" / "shapes"
     ranked = list(read_jsonl(store / "rank" / "preference.jsonl"))
@@ -116,3 +120,10 @@ def test_from_prompts_alone_rank_prepare_warmup_label(tmp_path, sorter):
         assert row["reward_original"] == answers.words(row["prompt"], row["original"], row["metadata"]["answer"])
         assert row["label"] in ("[Major Revise]", "[Minor Revise]", "[No Revise]")
     assert (store / "warmup" / "reviser" / "model.safetensors").is_file()
+
+    label = report["summaries"]["label"]
+    assert label["labels"]["no"] > 0.85 and set(label["labels_by_rank"]) == {"1", "2", "3", "4"}
+    assert sum(label["labels_by_rank"]["1"].values()) == pytest.approx(1)
+    [warning] = label["warnings"]
+    assert "of the training labels are [No Revise] (alpha 1.0, beta 1.0, p 1.0)" in warning and "lower alpha" in warning
+    assert f"warning: {warning}" in " ".join(output.getvalue().split())

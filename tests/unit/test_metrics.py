@@ -56,3 +56,19 @@ def test_improvement_rate_pools_the_revised_rows_of_several_ranks():
     assert improvement_rate(by, (1,)) == pytest.approx(2 / 3)
     kept = reviser_by_rank([row(0, 1.0, 1.0, revised=False, label="no")])
     assert improvement_rate(kept, (0, 1)) is None  # nothing revised: no rate, not 0
+
+
+def test_label_shares_and_the_one_label_warning():
+    from seft.metrics import dominant_label, label_shares
+    from seft.report import markdown, warnings
+    from seft.stages.evaluate import one_label_warning
+
+    shares = label_shares(["major"] * 19 + ["no"])
+    assert shares == {"major": 0.95, "minor": 0.0, "no": 0.05} and dominant_label(shares) == ("major", 0.95)
+    assert dominant_label({}) == (None, 0.0) and one_label_warning({}) is None
+    assert one_label_warning(label_shares(["major"] * 18 + ["no"] * 2)) is None  # 90%: below the line
+    warning = one_label_warning(shares)
+    assert warning.startswith("the adaptive reviser labels 95% of the test originals [Major Revise]")
+    report = {"name": "r", "summaries": {"label": {"warnings": ["a"]}, "evaluate": {"warnings": [warning]}}}
+    assert warnings(report) == ["label: a", f"evaluate: {warning}"]
+    assert f"## Warnings\n\n- label: a\n- evaluate: {warning}\n" in markdown(report, {})

@@ -264,6 +264,8 @@ def run_pipeline(spec: PipelineSpec, stages: list[Stage], console, workdir: Path
         digests[st.name], summaries[st.name] = manifest_digest(manifest), summary
         state.set(st.name, state="done", finished=t1, seconds=t1 - t0, uri=store.uri(st.name))
         console.print(f"[green]  {st.name} done in {t1 - t0:.1f}s[/green]")
+        for warning in summary.get("warnings", []):
+            console.print(f"[yellow]  warning: {warning}[/yellow]")
     report = {"name": spec.name, "run_dir": str(work), "store": store.uri(), "recipe": spec.recipe,
               "seed": spec.seed, "wall_seconds": time.time() - started, "stages": state.data["stages"],
               "summaries": summaries, "metrics": summaries.get("evaluate", {}).get("metrics", {})}

@@ -15,12 +15,13 @@ from statistics import fmean
 from seft.client import CriticClient, GeneratorClient, ReviserClient
 from seft.errors import SeftError
 from seft.judge import judge_from_spec, question_text
-from seft.metrics import improvement_rate, mean_benefit, reviser_by_rank, win_rate
+from seft.metrics import dominant_label, improvement_rate, mean_benefit, reviser_by_rank, win_rate
 from seft.records import RevisionSample, messages, read_jsonl, write_jsonl
 from seft.stages import Ref, ServiceSpec, Stage, model_ref
 from seft.stages.baseline_revisers import emits_labels
 
 CLAIM_RANKS = (0, 1)  # the paper's central claim: the adaptive reviser keeps strong originals strong
+ONE_LABEL = 0.95  # the adaptive reviser's share of one label at or above which evaluate warns
 
 
 def revisers(spec) -> dict[str, tuple[Ref, bool]]:
@@ -117,7 +118,18 @@ def run(ctx) -> dict:
                 "policy_reward": {name: by_critic[first] for name, by_critic in metrics["policy"].items()}}
     if judged:
         headline["judge_rating"] = {name: summary["mean_rating"] for name, summary in metrics["judge"].items()}
-    return {"metrics": metrics, "headline": headline}
+    warning = one_label_warning(adaptive["all"]["labels"])
+    return {"metrics": metrics, "headline": headline, **({"warnings": [warning]} if warning else {})}
+
+
+def one_label_warning(shares: dict[str, float]) -> str | None:
+    """A warning when the adaptive reviser gives one label to ONE_LABEL or more of the test originals."""
+    label, share = dominant_label(shares)
+    if share < ONE_LABEL:
+        return None
+    return (f"the adaptive reviser labels {share:.0%} of the test originals [{label.title()} Revise], whatever "
+            "their quality: its label does not follow its input. Check the label stage's shares (balance them: "
+            "README, \"Label health\"), and give adapt more steps or a higher learning rate")
 
 
 def judge_answers(ctx, prompts: list[list[dict]], answers_by_policy: dict[str, list[str]]) -> dict:

@@ -1,13 +1,14 @@
 """label: the preliminary reviser revises every adaptive-split original; the labeller scores
 original and revision with the critic and labels each by its benefit (alpha / beta / p: the
-paper's section 3.2, seft.labelling)."""
+paper's section 3.2, seft.labelling). Its summary has the label shares overall and per original
+rank, and a warning when one label holds more than LOPSIDED of them: the adaptive reviser then
+has little to learn but that label (README, "Label health")."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 from seft.client import LabellerClient, ReviserClient
 from seft.labelling import Label, Rule
+from seft.metrics import dominant_label, label_shares
 from seft.records import RevisionSample, messages, read_jsonl, write_jsonl
 from seft.stages import Ref, ServiceSpec, Stage
 
@@ -35,6 +36,26 @@ def run(ctx) -> dict:
              "reward_revised": lb.reward_revised, "benefit": lb.benefit, "label": lb.label.value,
              "relabelled": lb.relabelled} for s, r, lb in zip(samples, revisions, labels)]
     write_jsonl(ctx.out / "labelled.jsonl", rows)
-    shares = Counter(lb.label.short for lb in labels)
-    return {"samples": len(rows), "labels": {k: shares[k] / len(rows) for k in ("major", "minor", "no")},
-            "mean_benefit": sum(lb.benefit for lb in labels) / len(labels)}
+    shares = label_shares([lb.label.short for lb in labels])
+    by_rank = {str(rank): label_shares([lb.label.short for s, lb in zip(samples, labels) if s.rank == rank])
+               for rank in sorted({s.rank for s in samples})}
+    summary = {"samples": len(rows), "labels": shares, "labels_by_rank": by_rank,
+               "mean_benefit": sum(lb.benefit for lb in labels) / len(labels)}
+    label, share = dominant_label(shares)
+    if share > LOPSIDED:
+        summary["warnings"] = [lopsided_labels(label, share, cfg)]
+    return summary
+
+
+LOPSIDED = 0.85  # one label's share of the training labels above which the label stage warns
+
+
+def lopsided_labels(label: str, share: float, cfg) -> str:
+    move = {"no": "lower alpha (and beta) so smaller benefits count as a revision, or lower p so more "
+                  "[Minor]/[No Revise] labels become [Major Revise]; a preliminary reviser that improves more "
+                  "(more warm-up steps or a higher learning rate) raises the benefits",
+            "major": "raise beta so only large benefits are [Major Revise], raise p so fewer labels are "
+                     "relabelled, or include better originals (data.original_ranks with rank 0 or 1)",
+            "minor": "spread alpha and beta apart, or move them so fewer benefits fall between them"}[label]
+    return (f"{share:.0%} of the training labels are [{label.title()} Revise] (alpha {cfg.alpha}, beta "
+            f"{cfg.beta}, p {cfg.p}): the adaptive reviser will learn little else; to balance them, {move}")
