@@ -123,7 +123,8 @@ def test_a_records_metadata_reaches_a_rule_critic_as_keywords():
     prompt = msgs_dict()
     try:
         with CriticClient(srv.endpoint, batch_size=2) as client:
-            rewards = client.score([(prompt, "so #### 1 2 3", {"answer": "1 2 3"}), (prompt, "1 2\n3 2 1", {"answer": "1 2 3"}),
+            rewards = client.score([(prompt, "so #### 1 2 3", {"answer": "1 2 3"}),
+                                    (prompt, "1 2\n3 2 1", {"answer": "1 2 3"}),
                                     (prompt, "Answer: blue", {"answer": "Blue sky"})])
         assert rewards == [1.0, pytest.approx(1 / 3), 0.5]
         with LabellerClient(srv.endpoint) as client:
@@ -132,7 +133,7 @@ def test_a_records_metadata_reaches_a_rule_critic_as_keywords():
         assert [(o.reward_original, o.reward_revised, o.label) for o in out] == [(0.0, 1.0, Label.MAJOR),
                                                                                  (1.0, 1.0, Label.NO)]
         stub = critic_pb2_grpc.CriticStub(grpc.insecure_channel(srv.endpoint))  # a critic that needs it, without it
-        code, details = _code(stub.Score, critic_pb2.ScoreRequest(items=[critic_pb2.ScoreItem(prompt=msgs(), response="1")]))
+        code, _ = _code(stub.Score, critic_pb2.ScoreRequest(items=[critic_pb2.ScoreItem(prompt=msgs(), response="1")]))
         assert code == grpc.StatusCode.INTERNAL
     finally:
         srv.stop(grace=1)
