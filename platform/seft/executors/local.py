@@ -24,7 +24,7 @@ from seft.errors import SeftError
 from seft.runstate import RUNS, RunState
 from seft.spec import PipelineSpec
 from seft.stages import Ref, ServiceSpec, SpecView, Stage
-from seft.storage import Store, fingerprint, manifest_digest, open_store, write_atomic
+from seft.storage import Store, fingerprint, local_path, manifest_digest, open_store, write_atomic
 from seft.train import failure, torchrun_command, train_job
 
 SERVICE_START_TIMEOUT = 600.0
@@ -104,7 +104,7 @@ class Context:
     def path(self, ref: Ref) -> str:
         """Where a Ref is on this machine."""
         if ref.stage is None:
-            return ref.path
+            return str(local_path(ref.path))
         return str((self.out if ref.stage == self.stage else self.input(ref.stage)) / ref.path)
 
     @contextmanager

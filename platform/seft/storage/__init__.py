@@ -19,8 +19,8 @@ def is_local(uri: str) -> bool:
 
 
 def local_path(location: str) -> Path:
-    """A file or store on this machine, named by a path or a file:// URI."""
-    return Path(location.removeprefix(FILE) or ".")
+    """A file or store on this machine, named by a path or a file:// URI (`~` is the home directory)."""
+    return Path(location.removeprefix(FILE) or ".").expanduser()
 
 
 def split_uri(uri: str) -> tuple[str, str]:

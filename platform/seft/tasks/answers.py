@@ -2,7 +2,7 @@
 a record's `metadata: {"answer": ...}` reaches them as the keyword `answer`.
 
 A response's final answer is the text after its last `####` (GSM8K's mark) or `answer:`, else its
-last non-empty line."""
+last non-empty line; `number` takes the last number in the response instead."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import re
 from seft.tasks import position_score
 
 _MARK = re.compile(r"(?:####|answer\s*:)", re.IGNORECASE)
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def final_answer(response: str) -> str:
@@ -34,3 +35,16 @@ def words(prompt: list[dict], response: str, answer) -> float:
     """Partial credit: the share of the answer's words in their right place (graded rewards rank
     sampled answers more finely than right/wrong)."""
     return position_score(_words(str(answer)), _words(final_answer(response)))
+
+
+def number(prompt: list[dict], response: str, answer) -> float:
+    """1.0 when the last number in the response (after `####` or `answer:` when it has one) is
+    `answer`; a near miss earns up to 0.5 (half of 1 - relative error); no number earns 0."""
+    marked = _MARK.split(response)
+    found = _NUMBER.findall((marked[-1] if len(marked) > 1 else response).replace(",", ""))
+    if not found:
+        return 0.0
+    got, want = float(found[-1]), float(answer)
+    if got == want:
+        return 1.0
+    return 0.5 * max(0.0, 1.0 - abs(got - want) / max(abs(want), 1.0))
