@@ -56,13 +56,15 @@ def test_a_real_tokenizer_learns_the_label_tokens_and_the_service_emits_them(tmp
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump({
         "model": str(smollm2), "data": str(data), "output_dir": str(tmp_path / "reviser"),
-        "add_tokens": list(LABEL_TOKENS), "learning_rate": 5e-5, "lr_scheduler": "constant", "max_steps": 12,
+        "add_tokens": list(LABEL_TOKENS), "learning_rate": 1e-4, "lr_scheduler": "constant", "max_steps": 12,
         "batch_size": 8, "per_device_batch_size": 8, "max_length": 256, "bf16": False, "deepspeed": "none",
         "logging_steps": 1, "report_to": []}))
     out = subprocess.run([sys.executable, "-m", "seft.cli", "train", "--config", str(job)], capture_output=True,
                          text=True, timeout=1200)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     reviser = tmp_path / "reviser"
+    summary = json.loads((reviser / "train_summary.json").read_text())  # seft.train's own check agrees
+    assert summary["label_accuracy"] >= 0.9 and "warnings" not in summary, summary
 
     tokenizer = AutoTokenizer.from_pretrained(reviser)
     ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in LABEL_TOKENS]

@@ -322,3 +322,26 @@ def test_lora_under_zero3_is_refused_naming_what_works(tmp_path, base_model, sft
     assert proc.returncode != 0 and "lora under ZeRO-3 is not supported yet: use deepspeed zero2" in proc.stderr + \
         proc.stdout
     assert not out.exists() or not (out / "model.safetensors").exists()
+
+
+def test_label_fit_says_when_the_label_does_not_follow_the_input(no_revise_reviser, major_reviser):
+    """seft.train's check after a reviser's training, on real tiny revisers: one trained to answer
+    [No Revise] to everything fails it, whatever the data's labels."""
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from seft.chat import reviser_example
+    from seft.labelling import LABEL_TOKENS, Label
+    from seft.train.__main__ import label_fit
+
+    rows = [reviser_example(p, " ".join(map(str, nums)), label, None if label is Label.NO else "1 2 3")
+            for (p, nums), label in zip(sort_prompts(8), [Label.NO, Label.MAJOR] * 4)]
+    raw = datasets.Dataset.from_list(rows)
+    fits = {}
+    for name, path in (("no", no_revise_reviser), ("major", major_reviser)):
+        fits[name] = label_fit(AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path), raw,
+                               list(LABEL_TOKENS))
+    assert fits["no"]["label_accuracy"] == 0.5 and fits["no"]["label_choices"]["[No Revise]"] == 1.0
+    assert "answers [No Revise] to all 8 training inputs checked although they carry 2 different labels" in \
+        fits["no"]["warnings"][0]
+    assert fits["major"]["label_choices"]["[Major Revise]"] == 1.0 and len(fits["major"]["warnings"]) == 1

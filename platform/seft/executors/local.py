@@ -181,8 +181,8 @@ class Context:
                         why = failure(log.read_text(errors="replace")) or _tail(log)
                         raise SeftError(f"training {name!r} failed (exit {proc.returncode}): {why}\n(log {log})")
             done = {name: json.loads((self.out / name / "train_summary.json").read_text()) for name in jobs}
-            return {name: {k: d[k] for k in ("losses", "logging_steps", "steps", "train_loss") if k in d}
-                    for name, d in done.items()}
+            kept = ("losses", "logging_steps", "steps", "train_loss", "label_accuracy", "label_choices", "warnings")
+            return {name: {k: d[k] for k in kept if k in d} for name, d in done.items()}
         finally:
             for proc, _ in procs.values():
                 if proc.poll() is None:
@@ -211,8 +211,12 @@ def execute(st: Stage, context: type[Context], spec: PipelineSpec, store: Store,
         ctx = context(spec, store, work, st, staging, console)
         summary = st.run(ctx) or {}
         trainings = ctx.run_trainings()
-        if trainings:  # their loss curves, for the report
+        if trainings:  # their loss curves (for the report), label fit and warnings
             summary["trainings"] = trainings
+            warnings = summary.get("warnings", []) + [
+                f"training {name!r}: {w}" for name, t in trainings.items() for w in t.get("warnings", [])]
+            if warnings:
+                summary["warnings"] = warnings
         t1 = time.time()
         manifest = store.publish(staging, st.name, {
             "stage": st.name, "fingerprint": fingerprint(st.name, params, {n: digests[n] for n in st.needs}),

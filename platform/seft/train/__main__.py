@@ -81,6 +81,7 @@ def train(job: TrainJob) -> dict:
 
     from datasets import load_dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
+    from transformers.integrations import is_deepspeed_zero3_enabled
 
     from seft.chat import encode_example
 
@@ -139,6 +140,8 @@ def train(job: TrainJob) -> dict:
                "steps": result.global_step,
                "examples": len(raw), "world_size": world, "device": args.device.type,
                "method": job.method}
+    if added and job.method == "sft" and trainer.is_world_process_zero() and not is_deepspeed_zero3_enabled():
+        summary.update(label_fit(trainer.model, tokenizer, raw, job.add_tokens))
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(job.output_dir)
         # The Trainer pickles its arguments; models here are safetensors only, never pickles.
@@ -148,6 +151,39 @@ def train(job: TrainJob) -> dict:
             publish(summary)
         ckpts.discard()
     return summary
+
+
+def label_fit(model, tokenizer, raw, tokens: list[str], n: int = 32) -> dict:
+    """Whether the trained model's choice among the added tokens (the reviser's labels) follows
+    its input: on up to `n` training examples whose completion starts with one, the share it
+    ranks first where trained to, and the shares of its choices. A choice that is one token for
+    every input although the data has several is a warning (the label was not learnt)."""
+    import torch
+
+    from seft.chat import prompt_ids
+
+    ids = tokenizer.convert_tokens_to_ids(tokens)
+    wanted, chosen = [], []
+    model.eval()
+    with torch.no_grad():
+        for example in raw.select(range(min(n, len(raw)))):
+            completion = "".join(m["content"] for m in example["completion"])
+            first = next((t for t in tokens if completion.startswith(t)), None)
+            if first is None:
+                continue
+            prompt = torch.tensor([prompt_ids(tokenizer, example["prompt"])], device=model.device)
+            logits = model(input_ids=prompt).logits[0, -1, ids]
+            wanted.append(first)
+            chosen.append(tokens[int(logits.argmax())])
+    if not wanted:
+        return {}
+    fit = {"label_accuracy": sum(w == c for w, c in zip(wanted, chosen)) / len(wanted),
+           "label_choices": {t: chosen.count(t) / len(chosen) for t in tokens}}
+    if len(set(wanted)) > 1 and len(set(chosen)) == 1:
+        fit["warnings"] = [f"the trained model answers {chosen[0]} to all {len(chosen)} training inputs checked "
+                           f"although they carry {len(set(wanted))} different labels: its label does not follow its "
+                           "input (more steps, a higher or constant learning rate; README, \"Label health\")"]
+    return fit
 
 
 def start_from_own_words(model, tokenizer, new_ids) -> None:
