@@ -137,7 +137,7 @@ def train(job: TrainJob) -> dict:
         trainer.save_model(job.output_dir)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     summary = {"train_loss": result.training_loss, "losses": losses, "logging_steps": job.logging_steps,
-               "steps": result.global_step,
+               "steps": result.global_step, "train_runtime": result.metrics.get("train_runtime"),
                "examples": len(raw), "world_size": world, "device": args.device.type,
                "method": job.method}
     if added and job.method == "sft" and trainer.is_world_process_zero() and not is_deepspeed_zero3_enabled():
