@@ -11,13 +11,13 @@ from pathlib import Path
 
 from seft.callables import load_callable
 from seft.errors import SeftError
-from seft.storage import local_path
+from seft.storage import S3, local_path
 
 GGUF_HINT = "for a GGUF file, `python -m seft.gguf OUT --gguf FILE` writes a plain one"
 
 
 def _local(location: str) -> Path | None:
-    return None if location.startswith("s3://") else local_path(location)
+    return None if location.startswith(S3) else local_path(location)
 
 
 def model_problems(field: str, location: str, trained: bool) -> list[str]:

@@ -132,7 +132,7 @@ def _hf_rows(path: Path) -> Iterator[tuple[str, dict]]:
                 data = data["train"]
         else:
             data = datasets.Dataset.from_parquet(str(path), keep_in_memory=True)
-    except (OSError, ValueError, FileNotFoundError) as exc:
+    except (OSError, ValueError) as exc:
         raise SeftError(f"{path}: cannot read as a dataset: {exc}") from None
     for i, row in enumerate(data):
         # Columns are the union of every row's keys: a key a row lacks comes back as None.

@@ -12,18 +12,18 @@ from __future__ import annotations
 from statistics import fmean
 
 from seft.client import CriticClient, GeneratorClient
+from seft.errors import SeftError
 from seft.preference import read_prompts
 from seft.records import messages, write_jsonl
 from seft.stages import ServiceSpec, Stage, model_ref
 from seft.storage import local_path
 
-SOURCES = {"generator": "generator", "policy": "policy"}  # ranking field -> model role
+SOURCES = ("generator", "policy")  # each a `ranking` field (answers per prompt) and a model role
 
 
 def stage(spec) -> Stage:
     cfg = spec.ranking
-    services = {source: ServiceSpec("generator", model_ref(spec, role))
-                for source, role in SOURCES.items() if getattr(cfg, source)}
+    services = {source: ServiceSpec("generator", model_ref(spec, source)) for source in SOURCES if getattr(cfg, source)}
     services["critic"] = ServiceSpec("critic", critic=spec.critic(cfg.critic))
     return Stage("rank", run, reads=("ranking",), files=(cfg.prompts,), services=services)
 
@@ -31,6 +31,8 @@ def stage(spec) -> Stage:
 def run(ctx) -> dict:
     spec, cfg, bs = ctx.spec, ctx.spec.ranking, ctx.spec.services.batch_size
     records = list(read_prompts(local_path(cfg.prompts)))
+    if not records:
+        raise SeftError(f"ranking.prompts: {cfg.prompts!r} has no rows")
     prompts = [messages(r.prompt) for r in records]
     answers: list[list[dict]] = [[] for _ in records]
     with ctx.services() as ep:
