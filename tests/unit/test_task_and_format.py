@@ -75,3 +75,28 @@ def test_loss_only_on_completion(base_model):
     assert n_completion == 4  # label token, "1", "2", EOS
     assert ex["labels"][-n_completion:] == ex["input_ids"][-n_completion:]
     assert tok.convert_ids_to_tokens(ex["input_ids"][-n_completion])  == "[Major Revise]"
+
+
+@pytest.mark.parametrize("response, reward", [
+    ("7 + 7 = 14", 1.0), ("The answer: 14.", 1.0), ("14.0", 1.0), ("#### 14", 1.0),
+    ("7 + 7 = 12\nso 12", pytest.approx(0.5 * (1 - 2 / 14))), ("no idea", 0.0), ("1,400", 0.0), ("-20", 0.0),
+])
+def test_the_number_critic_reads_the_final_number_against_the_metadata_answer(response, reward):
+    from seft.tasks.answers import number
+
+    assert number([{"role": "user", "content": "What is 7 + 7?"}], response, answer="14") == reward
+
+
+def test_sums_rows_carry_their_answer_and_the_example_data_is_theirs():
+    import json
+
+    from helpers import ROOT
+    from seft.tasks import sums
+
+    rows = sums.rows(50, seed=3)
+    for row in rows:
+        terms = row["prompt"].removeprefix("What is ").split("?")[0].split(" + ")
+        assert 2 <= len(terms) <= 3 and row["metadata"]["answer"] == str(sum(map(int, terms)))
+    for name, (n, seed) in sums.SIZES.items():  # examples/data/sums is what `python -m seft.tasks.sums` writes
+        lines = (ROOT / "examples" / "data" / "sums" / name).read_text().splitlines()
+        assert [json.loads(line) for line in lines] == sums.rows(n, seed)
