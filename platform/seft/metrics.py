@@ -49,11 +49,12 @@ def reviser_by_rank(rows: list[dict]) -> dict:
     return out
 
 
-def mean_benefit(by_rank: dict, ranks) -> float:
-    """The mean benefit over the rows of several ranks (weighted by their counts)."""
+def mean_benefit(by_rank: dict, ranks) -> float | None:
+    """The mean benefit over the rows of several ranks (weighted by their counts); None when the
+    data has none of those ranks (pairs have ranks 0 and 1 only)."""
     picked = [by_rank[str(r)] for r in ranks if str(r) in by_rank]
     total = sum(s["n"] for s in picked)
-    return sum(s["mean_benefit"] * s["n"] for s in picked) / total
+    return sum(s["mean_benefit"] * s["n"] for s in picked) / total if total else None
 
 
 def improvement_rate(by_rank: dict, ranks) -> float | None:

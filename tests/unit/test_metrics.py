@@ -31,6 +31,7 @@ def test_by_rank_and_weighted_mean():
     assert list(by) == ["0", "4", "5", "all"]
     assert by["4"]["mean_benefit"] == 1.0 and by["5"]["mean_benefit"] == 0.25
     assert mean_benefit(by, (4, 5, 6)) == pytest.approx(0.5)  # (1 + 0.5 + 0) / 3
+    assert mean_benefit(by, (7, 8)) is None
 
 
 def test_win_rate_counts_a_tie_as_half():
