@@ -1,7 +1,10 @@
-"""Small sums for a small real model: "What is 4 + 7 + 2? Answer with the number only.", two or
-three terms of 1..9, the sum in each row's metadata (`{"answer": "13"}`) for the rule critic
-`seft.tasks.answers:number`. SmolLM2-135M-Instruct answers about half of them right (greedy) and
-often wordily, so there is room to improve, and a reviser can see a wrong sum in the answer.
+"""Small sums for a small real model: "What is 4 + 7 + 2?", two or three terms of 1..9, the sum
+in each row's metadata (`{"answer": "13"}`) for the rule critic `seft.tasks.answers:number` (the
+last number of the answer). SmolLM2-135M-Instruct mostly starts a long explanation that 24 new
+tokens cut off before the sum (greedy: mean reward 0.28, 9% right); when it writes the sum out
+("4 + 7 + 2 = 13") it is often right. That is what SEFT can teach it. Asked for "the number
+only", it answers the first term instead (measured: a policy trained on such answers fell from
+0.44 to 0.28).
 
 `python -m seft.tasks.sums DIR` writes the real-model example's data: questions.jsonl (ranked by
 the rank stage), prompts.jsonl (for evolution), one seed each so they share no row by chance."""
@@ -21,7 +24,7 @@ def rows(n: int, seed: int) -> list[dict]:
     out = []
     for i in range(n):
         terms = [rng.randint(1, 9) for _ in range(rng.choice((2, 3)))]
-        question = f"What is {' + '.join(map(str, terms))}? Answer with the number only."
+        question = f"What is {' + '.join(map(str, terms))}?"
         out.append({"id": f"s{seed}-{i}", "prompt": question, "metadata": {"answer": str(sum(terms))}})
     return out
 
