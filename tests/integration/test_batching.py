@@ -25,7 +25,7 @@ class Recording:
 
     def score(self, items):
         self.sizes.append(len(items))
-        if self.fail_on and any(r == self.fail_on for _, r in items):
+        if self.fail_on and any(r == self.fail_on for _, r, *_ in items):  # items: (prompt, response, metadata)
             raise RuntimeError("backend failure")
         return self.backend.score(items)
 

@@ -190,7 +190,9 @@ def start_from_own_words(model, tokenizer, new_ids) -> None:
     """Each added token's embedding rows (input, and output where untied) start as the mean of its
     own words' rows: `[No Revise]` from "No Revise". resize_token_embeddings starts them all at the
     mean of every row (plus noise): on SmolLM2 the three labels began nearly equal (cosine 0.9996)
-    and the reviser never learnt to tell them apart."""
+    and the reviser never learnt to tell them apart. A token whose words the tokenizer does not all
+    know (a word-level vocabulary without "Major") keeps resize's start: its known words alone
+    could start different labels the same ("Revise")."""
     import contextlib
 
     import torch
@@ -198,6 +200,7 @@ def start_from_own_words(model, tokenizer, new_ids) -> None:
 
     words = {i: tokenizer(tokenizer.convert_ids_to_tokens(i).strip("[]<>|"), add_special_tokens=False)["input_ids"]
              for i in new_ids}
+    words = {i: ids for i, ids in words.items() if tokenizer.unk_token_id not in ids}
     rows = [model.get_input_embeddings().weight]
     output = model.get_output_embeddings()
     if output is not None and output.weight is not rows[0]:
