@@ -72,14 +72,20 @@ def test_spell_baselines_resume_after_a_failed_stage_and_the_adaptive_reviser_wi
     run_dir = tmp_path / "runs" / NAME
     store = open_store(StoreConfig(uri=f"file://{tmp_path}/runs"), NAME)
 
-    # 1. A stage fails: nothing of it is left; the fixed spec resumes there.
-    failed = seft_run(tmp_path, spec(tmp_path, "seft.tasks.spelling:no_such_function"))
+    # 0. A critic that does not import stops the run before any stage (exit 2).
+    refused = seft_run(tmp_path, spec(tmp_path, "seft.tasks.spelling:no_such_function"))
+    assert refused.returncode == 2 and "critics[0].callable" in refused.stderr and "cannot import" in refused.stderr
+    assert not (run_dir / "run.json").exists()
+
+    # 1. A stage fails: nothing of it is left; the fixed spec resumes there. The critic imports but
+    # fails on every call (it needs an `answer` these rows' metadata lacks).
+    failed = seft_run(tmp_path, spec(tmp_path, "seft.tasks.answers:exact"))
     assert failed.returncode == 1
-    assert "service 'labeller' exited" in failed.stderr and "cannot import" in failed.stderr
+    assert "LabellerClient" in failed.stderr and "required positional argument: 'answer'" in failed.stderr
     state = json.loads((run_dir / "run.json").read_text())["stages"]
     assert [state[s]["state"] for s in ("bootstrap", "prepare", "warmup", "label", "adapt")] == \
         ["done", "done", "done", "failed", "pending"]
-    assert "labeller" in state["label"]["error"]
+    assert "LabellerClient" in state["label"]["error"]
     assert store.manifest("label") is None and [k for k, _ in store.list("label")] == []
     assert not (run_dir / ".staging").exists() or not list((run_dir / ".staging").iterdir())
     with judge_server(spelling_judge) as (url, asked):
