@@ -16,7 +16,7 @@ import pytest
 from helpers import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(os.environ.get("SEFT_REAL_MODEL") != "1",
-                                                  reason="opt-in: SEFT_REAL_MODEL=1 (about 25 minutes)")]
+                                                  reason="opt-in: SEFT_REAL_MODEL=1 (about 26 minutes)")]
 MARGIN = 0.05  # external over initial, in mean reward
 
 
