@@ -11,6 +11,7 @@ beside OUT and renamed into place: never half a model."""
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import shutil
 import subprocess
@@ -62,13 +63,13 @@ def load_tokenizer(gguf: Path):
 def convert(gguf: Path, out: Path) -> Path:
     """A plain HF model directory at `out` (safetensors, float32, no quantization_config)."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     try:
         loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     except ImportError as exc:
         raise SeftError(f"reading a GGUF needs the gguf package: pip install 'seft[gguf]' ({exc})") from None
-    config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    config = copy.deepcopy(loaded.config)  # the loaded model's, not a second parse of the GGUF
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)

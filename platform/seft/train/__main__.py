@@ -198,9 +198,9 @@ def start_from_own_words(model, tokenizer, new_ids) -> None:
     import torch
     from transformers.integrations import is_deepspeed_zero3_enabled
 
-    words = {i: tokenizer(tokenizer.convert_ids_to_tokens(i).strip("[]<>|"), add_special_tokens=False)["input_ids"]
-             for i in new_ids}
-    words = {i: ids for i, ids in words.items() if tokenizer.unk_token_id not in ids}
+    pieces = ((i, tokenizer(tokenizer.convert_ids_to_tokens(i).strip("[]<>|"), add_special_tokens=False)["input_ids"])
+              for i in new_ids)
+    words = {i: ids for i, ids in pieces if ids and tokenizer.unk_token_id not in ids}
     rows = [model.get_input_embeddings().weight]
     output = model.get_output_embeddings()
     if output is not None and output.weight is not rows[0]:
@@ -213,8 +213,7 @@ def start_from_own_words(model, tokenizer, new_ids) -> None:
     with gathered, torch.no_grad():
         for weight in rows:
             for i, ids in words.items():
-                if ids:
-                    weight[i] = weight[ids].mean(dim=0)
+                weight[i] = weight[ids].mean(dim=0)
 
 
 def with_lora(model, cfg, new: list[int], zero3: bool):
