@@ -60,6 +60,8 @@ class Data(Model):
     warmup_fraction: float = Field(0.3, gt=0, lt=1, description="warm-up : adaptive split = 3 : 7")
     original_ranks: list[int] | None = Field(None, description="ranks an original is drawn from "
                                              "(0 is the best response); default: every rank but 0")
+    originals_per_prompt: int = Field(1, ge=1, description="warm-up and adaptive samples per training prompt, "
+                                      "each a different original (as many as its allowed ranks at most)")
 
     @field_validator("original_ranks")
     @classmethod

@@ -100,3 +100,31 @@ def test_sums_rows_carry_their_answer_and_the_example_data_is_theirs():
     for name, (n, seed) in sums.SIZES.items():  # examples/data/sums is what `python -m seft.tasks.sums` writes
         lines = (ROOT / "examples" / "data" / "sums" / name).read_text().splitlines()
         assert [json.loads(line) for line in lines] == sums.rows(n, seed)
+
+
+@pytest.mark.parametrize("response, reward", [
+    ("The capital of Colombia is Bogotá.", 1.0), ("BOGOTA", 1.0), ("It is Bogota, D.C., of course", 1.0),
+    ("Bogotazo", 0.0), ("Medellín", 0.0), ("", 0.0),
+])
+def test_the_mentions_critic_finds_the_answer_as_whole_words(response, reward):
+    from seft.tasks.answers import mentions
+
+    assert mentions([{"role": "user", "content": "What is the capital of Colombia?"}], response, answer="Bogota") == reward
+
+
+def test_capitals_rows_carry_their_answer_and_the_example_data_is_theirs():
+    import json
+
+    from helpers import ROOT
+    from seft.tasks import capitals
+    from seft.tasks.answers import mentions
+
+    questions, prompts = capitals.questions(), capitals.prompts()
+    for row in questions:  # a question never gives its own answer away
+        assert row["metadata"]["answer"] and not mentions([], row["prompt"], row["metadata"]["answer"]), row
+    assert mentions([], "The capital of Yemen is Sana'a.", "Sanaa") == 1.0
+    assert len({r["prompt"] for r in questions + prompts}) == len(questions) + len(prompts)  # evolution: other places
+    assert len({r["id"] for r in questions + prompts}) == len(questions) + len(prompts)
+    for name, rows in (("questions.jsonl", questions), ("prompts.jsonl", prompts)):  # what the module writes
+        lines = (ROOT / "examples" / "data" / "capitals" / name).read_text().splitlines()
+        assert [json.loads(line) for line in lines] == rows

@@ -2,7 +2,7 @@
 warm-up and adaptive splits (3:7 between the last two).
 
 Warm-up and adaptive samples pair an original (a random one of `data.original_ranks`, every rank
-but 0 by default) with the target (rank 0). The test split keeps every rank as an original, for
+but 0 by default; `data.originals_per_prompt` different ones) with the target (rank 0). The test split keeps every rank as an original, for
 evaluation per rank, and its prompts (with the rank-0 response as reference) are the held-out
 prompts for the policy. A record's metadata rides along to the critics."""
 
@@ -54,7 +54,11 @@ def run(ctx) -> dict:
             if not choices:
                 raise SeftError(f"{pref_path}: record {r.id!r} has none of data.original_ranks "
                                 f"{cfg.original_ranks} (its ranks: 0..{len(r.responses) - 1})")
-            out.append(_sample(r, rng.choice(choices), r.id))
+            if cfg.originals_per_prompt == 1:  # one draw, as before the option: earlier runs' splits stand
+                out.append(_sample(r, rng.choice(choices), r.id))
+            else:
+                out += [_sample(r, o, f"{r.id}-r{o.rank}")
+                        for o in rng.sample(choices, min(cfg.originals_per_prompt, len(choices)))]
         return out
 
     return {

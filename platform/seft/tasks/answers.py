@@ -2,11 +2,13 @@
 a record's `metadata: {"answer": ...}` reaches them as the keyword `answer`.
 
 A response's final answer is the text after its last `####` (GSM8K's mark) or `answer:`, else its
-last non-empty line; `number` takes the last number in the response instead."""
+last non-empty line; `number` takes the last number in the response instead, and `mentions`
+looks for the answer anywhere in it."""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from seft.tasks import position_score
 
@@ -48,3 +50,16 @@ def number(prompt: list[dict], response: str, answer) -> float:
     if got == want:
         return 1.0
     return 0.5 * max(0.0, 1.0 - abs(got - want) / max(abs(want), 1.0))
+
+
+def _plain(text: str) -> str:
+    """Lower case, accents, apostrophes and punctuation gone, one space between words ("Bogotá," ->
+    "bogota", "Sana'a" -> "sanaa")."""
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower().replace("'", "")
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", text).split())
+
+
+def mentions(prompt: list[dict], response: str, answer) -> float:
+    """1.0 when the response names `answer` as whole words (case, accents and punctuation
+    aside), else 0.0: for short factual answers stated in a sentence ("The capital is Lima.")."""
+    return float(f" {_plain(str(answer))} " in f" {_plain(response)} ")
