@@ -84,6 +84,26 @@ def test_prepare_reads_each_shape(tmp_path, base_model, shape, kind):
         assert all(r["reward_original"] == sorting.score(r["prompt"], r["original"]) for r in labelled)
 
 
+def test_each_training_prompt_gives_several_originals_when_asked(tmp_path, base_model):
+    """data.originals_per_prompt: distinct ranks of one prompt, as many as it has at most."""
+    path = tmp_path / "pref.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _rows("ranked", 12)))  # ranks 0..3
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "sort 3 1 2"}) + "\n")
+    out = tmp_path / "store" / "shapes" / "prepare"
+    for per_prompt, each in ((2, 2), (5, 3)):
+        spec = _spec(tmp_path, base_model, critic="seft.tasks.sorting:score", data={
+            "preference": str(path), "prompts": str(prompts), "test_size": 2, "originals_per_prompt": per_prompt})
+        run_pipeline(spec, stages_for(spec)[:1], Console(file=io.StringIO()), workdir=tmp_path / f"runs{per_prompt}")
+        train = list(read_jsonl(out / "warmup.jsonl")) + list(read_jsonl(out / "adaptive.jsonl"))
+        by_prompt: dict[str, set] = {}
+        for r in train:
+            assert r["id"] == f"{r['id'].rsplit('-r', 1)[0]}-r{r['rank']}" and r["rank"] >= 1
+            by_prompt.setdefault(r["id"].rsplit("-r", 1)[0], set()).add(r["rank"])
+        assert len(by_prompt) == 10 and all(len(ranks) == each for ranks in by_prompt.values()), by_prompt
+        assert len(train) == 10 * each
+
+
 @pytest.fixture(scope="module")
 def sorter(tmp_path_factory, base_model):
     """A tiny model that sorts about half right: sampled answers differ in quality."""

@@ -272,30 +272,37 @@ def test_a_killed_training_resumes_from_its_last_complete_checkpoint(tmp_path, b
     assert resumed["losses"] == pytest.approx(never_killed, rel=1e-4)  # the loss went on from the checkpoint
 
 
-@pytest.mark.parametrize("deepspeed", [None, "zero2"])
-def test_a_lora_reviser_learns_its_new_label_tokens_and_its_merged_model_serves_them(tmp_path, deepspeed):
-    """LoRA (PEFT) on a base whose tokenizer lacks the label tokens: they are added as single tokens
-    and their embedding rows train with the adapters; the published model is merged (a plain model
-    directory), and the reviser service loads it and answers with a label, then the revision. The
-    base is first taught to sort (full fine-tuning, in-process): adapters on a random model cannot
-    move its frozen, tiny-norm output embeddings far enough to fit anything."""
-    from seft.chat import reviser_prompt
+@pytest.fixture(scope="module")
+def sorting_base(tmp_path_factory):
+    """A tiny model taught to sort ascending (full fine-tuning, in-process): adapters on a random
+    model cannot move its frozen, tiny-norm output embeddings far enough to fit anything."""
     from seft.spec import TinyModel
     from seft.tasks import sorting
     from seft.tinymodel import build_model, build_tokenizer, quick_sft
+
+    tmp = tmp_path_factory.mktemp("sorting-base")
+    random_init = build_model(build_tokenizer(sorting.corpus_words(), with_labels=False),
+                              TinyModel(hidden_size=64, intermediate_size=128), 0, tmp / "random")
+    return quick_sft(random_init, [(p, " ".join(map(str, sorted(n)))) for p, n in sort_prompts(128, seed=3)],
+                     tmp / "base", steps=150)
+
+
+@pytest.mark.parametrize("deepspeed", [None, "zero2"])
+def test_a_lora_reviser_learns_its_new_label_tokens_and_its_merged_model_serves_them(tmp_path, sorting_base,
+                                                                                      deepspeed):
+    """LoRA (PEFT) on a base whose tokenizer lacks the label tokens: they are added as single tokens
+    and their embedding rows train with the adapters; the published model is merged (a plain model
+    directory), and the reviser service loads it and answers with a label, then the revision."""
+    from seft.chat import reviser_prompt
     from seft_services.backends.transformers_lm import CausalLM, TransformersReviser
     from seft_services.protocol import SamplingParams
 
-    random_init = build_model(build_tokenizer(sorting.corpus_words(), with_labels=False),
-                              TinyModel(hidden_size=64, intermediate_size=128), 0, tmp_path / "random")
-    base = quick_sft(random_init, [(p, " ".join(map(str, sorted(n)))) for p, n in sort_prompts(128, seed=3)],
-                     tmp_path / "base", steps=150)
     labels = ["[Major Revise]", "[Minor Revise]", "[No Revise]"]
     prompts = sort_prompts(256, seed=1)
     write_jsonl(tmp_path / "reviser.jsonl", ({"prompt": reviser_prompt(p, " ".join(map(str, n))),
                                               "completion": [{"role": "assistant", "content": "[Major Revise] 1 2 3"}]}
                                              for p, n in prompts))
-    config, out = job(tmp_path, base, tmp_path / "reviser.jsonl", deepspeed=deepspeed, max_steps=80,
+    config, out = job(tmp_path, sorting_base, tmp_path / "reviser.jsonl", deepspeed=deepspeed, max_steps=80,
                       learning_rate=1e-2, logging_steps=16, add_tokens=labels, lora={"rank": 8, "alpha": 16},
                       gradient_checkpointing=deepspeed is None)  # recomputation with frozen inputs, too
     proc = subprocess.run([sys.executable, "-m", "seft.cli", "train", "--config", str(config), "--nproc-per-node", "2"],
@@ -315,12 +322,40 @@ def test_a_lora_reviser_learns_its_new_label_tokens_and_its_merged_model_serves_
     assert all(label == "[Major Revise]" and text.startswith("1 ") for label, text in said), said
 
 
-def test_lora_under_zero3_is_refused_naming_what_works(tmp_path, base_model, sft_data):
-    config, out = job(tmp_path, base_model, sft_data, deepspeed="zero3", max_steps=2, lora={"rank": 4})
+def test_a_lora_policy_under_zero3_learns_and_publishes_a_merged_model(tmp_path, sorting_base):
+    """A policy's LoRA (no added tokens) under ZeRO-3, 2 processes: the base sorts, the adapters
+    teach it to answer "1 2 3" whatever it is asked; the one process that merges the adapters
+    must not wait for the others (it did, when loading the base under ZeRO-3's sharding)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from seft.chat import prompt_ids
+
+    write_jsonl(tmp_path / "fixed.jsonl", ({"prompt": p, "completion": [{"role": "assistant", "content": "1 2 3"}]}
+                                           for p, _ in sort_prompts(256)))
+    config, out = job(tmp_path, sorting_base, tmp_path / "fixed.jsonl", deepspeed="zero3", max_steps=60,
+                      logging_steps=12, lora={"rank": 8, "alpha": 16})
+    proc = subprocess.run([sys.executable, "-m", "seft.cli", "train", "--config", str(config), "--nproc-per-node", "2"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    losses = json.loads((out / "train_summary.json").read_text())["losses"]
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert "adapter_config.json" not in {p.name for p in out.iterdir()}  # merged: a plain model
+    tok, model = AutoTokenizer.from_pretrained(out), AutoModelForCausalLM.from_pretrained(out)
+    for prompt, _ in sort_prompts(4, seed=7):
+        ids = torch.tensor([prompt_ids(tok, prompt)])
+        new = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=3, do_sample=False,
+                             pad_token_id=tok.pad_token_id)[0, ids.shape[1]:]
+        assert tok.decode(new, skip_special_tokens=True) == "1 2 3"  # what the adapters taught
+
+
+def test_a_lora_reviser_under_zero3_on_cpu_is_refused_naming_what_works(tmp_path, sorting_base, sft_data):
+    config, out = job(tmp_path, sorting_base, sft_data, deepspeed="zero3", max_steps=2, lora={"rank": 4},
+                      add_tokens=["[Major Revise]", "[Minor Revise]", "[No Revise]"])
     proc = subprocess.run([sys.executable, "-m", "seft.cli", "train", "--config", str(config), "--nproc-per-node", "2"],
                           capture_output=True, text=True, timeout=600)
-    assert proc.returncode != 0 and "lora under ZeRO-3 is not supported yet: use deepspeed zero2" in proc.stderr + \
-        proc.stdout
+    assert proc.returncode != 0 and "with added tokens (a reviser's labels) needs CUDA" in proc.stderr + proc.stdout
+    assert "on CPU use deepspeed zero2" in proc.stderr + proc.stdout
     assert not out.exists() or not (out / "model.safetensors").exists()
 
 

@@ -109,7 +109,8 @@ def test_sums_rows_carry_their_answer_and_the_example_data_is_theirs():
 def test_the_mentions_critic_finds_the_answer_as_whole_words(response, reward):
     from seft.tasks.answers import mentions
 
-    assert mentions([{"role": "user", "content": "What is the capital of Colombia?"}], response, answer="Bogota") == reward
+    prompt = [{"role": "user", "content": "What is the capital of Colombia?"}]
+    assert mentions(prompt, response, answer="Bogota") == reward
 
 
 def test_capitals_rows_carry_their_answer_and_the_example_data_is_theirs():

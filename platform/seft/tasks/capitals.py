@@ -97,7 +97,8 @@ REGIONS = {
 def questions() -> list[dict]:
     countries = [(f"What is the capital of {country}?", city) for country, city in COUNTRIES.items()]
     states = [(f"What is the capital of the US state of {state}?", city) for state, city in STATES.items()]
-    return [{"id": f"q{i}", "prompt": q, "metadata": {"answer": city}} for i, (q, city) in enumerate(countries + states)]
+    return [{"id": f"q{i}", "prompt": q, "metadata": {"answer": city}}
+            for i, (q, city) in enumerate(countries + states)]
 
 
 def prompts() -> list[dict]:

@@ -111,9 +111,8 @@ def train(job: TrainJob) -> dict:
         start_from_own_words(model, tokenizer, range(before, len(tokenizer)))
     if job.gradient_checkpointing:
         model.config.use_cache = False  # the cache is useless in training and clashes with recomputation
+    zero3 = is_deepspeed_zero3_enabled()  # read now: publishing a LoRA model unsets it
     if job.lora:
-        zero = json.loads(Path(ds_config).read_text()).get("zero_optimization", {}) if ds_config else {}
-        zero3 = zero.get("stage") == 3
         model = with_lora(model, job.lora, list(range(before, len(tokenizer))), zero3)
     if job.method == "sft":
         def encode(example: dict) -> dict:
@@ -140,7 +139,7 @@ def train(job: TrainJob) -> dict:
                "steps": result.global_step, "train_runtime": result.metrics.get("train_runtime"),
                "examples": len(raw), "world_size": world, "device": args.device.type,
                "method": job.method}
-    if added and job.method == "sft" and trainer.is_world_process_zero() and not is_deepspeed_zero3_enabled():
+    if added and job.method == "sft" and trainer.is_world_process_zero() and not zero3:
         summary.update(label_fit(trainer.model, tokenizer, raw, job.add_tokens))
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(job.output_dir)
@@ -219,11 +218,13 @@ def start_from_own_words(model, tokenizer, new_ids) -> None:
 def with_lora(model, cfg, new: list[int], zero3: bool):
     """PEFT LoRA adapters on the model; the tokens added for this training (`new` ids: the
     reviser's labels) train their own embedding rows too (tied output rows with them)."""
+    import torch
     from peft import LoraConfig, get_peft_model
 
-    if zero3:  # seen to hang on CPU (gloo) after training; untried on GPUs
-        raise SeftError("lora under ZeRO-3 is not supported yet: use deepspeed zero2 (which shards the "
-                        "optimizer state of the adapters) or none")
+    if zero3 and new and not torch.cuda.is_available():  # PEFT's own limit (TrainableTokensLayer)
+        raise SeftError("lora under ZeRO-3 with added tokens (a reviser's labels) needs CUDA: PEFT gathers "
+                        "their sharded rows on GPUs only; on CPU use deepspeed zero2 (which shards the adapters' "
+                        "optimizer state) or none")
     return get_peft_model(model, LoraConfig(
         r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
         target_modules="all-linear" if cfg.target_modules == ["all-linear"] else cfg.target_modules,
@@ -235,7 +236,9 @@ def merged_lora(job: TrainJob, vocab: int | None, adapters: Path):
     what the services and vLLM load."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
+    unset_hf_deepspeed_config()  # else under ZeRO-3 this one process would wait for the others to shard it
     base = AutoModelForCausalLM.from_pretrained(job.model)
     if vocab:
         base.resize_token_embeddings(vocab)
