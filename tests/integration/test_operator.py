@@ -8,6 +8,7 @@ tier (tests/node/) runs real pods."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -264,6 +265,18 @@ def test_a_failing_training_is_retried_then_fails_the_pipeline(kube, dyn):
     assert {c["type"]: c["status"] for c in status["conditions"]}["Failed"] == "True"
     tried = [n for k, n in cluster.created if k == "TrainJob" and "-warmup-" in n]
     assert tried == ["qs-fail-warmup-reviser-1", "qs-fail-warmup-reviser-2"]
+    # Both attempts run one config, whose checkpoints are in the store: the second resumes from the
+    # first's last complete one (what that config does: test_pod_stage, a retried training pod).
+    trainjobs = dyn.resources.get(api_version="trainer.kubeflow.org/v1alpha1", kind="TrainJob")
+    mounted = {json.dumps([v for v in trainjobs.get(name=n, namespace=NS).to_dict()["spec"]["runtimePatches"][0]
+                           ["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]
+                           ["template"]["spec"]["volumes"] if v["name"] == "train"]) for n in tried}
+    [[volume]] = [json.loads(m) for m in mounted]
+    configmap = dyn.resources.get(api_version="v1", kind="ConfigMap").get(
+        name=volume["configMap"]["name"], namespace=NS).to_dict()
+    config = json.loads(configmap["data"]["reviser.json"])
+    assert config["checkpoint_dir"].startswith("s3://") and config["checkpoint_dir"].endswith(
+        "/qs-fail/checkpoints/warmup/reviser"), config
     assert "label" not in status["stages"]  # nothing after the failed stage ran
     reasons = kube.kubectl("get", "events", "-n", NS, "--field-selector", "involvedObject.name=qs-fail",
                            "-o", "jsonpath={.items[*].reason}").stdout.split()
