@@ -38,8 +38,8 @@ def job(tmp_path, base_model, data, **over) -> tuple:
 
 @pytest.mark.parametrize("deepspeed", [None, "zero2", "zero3"])
 def test_train_two_processes_loss_falls_and_model_reloads(tmp_path, base_model, sft_data, deepspeed):
-    config, out = job(tmp_path, base_model, sft_data, deepspeed=deepspeed)
-    proc = subprocess.run([sys.executable, "-m", "seft.cli", "train", "--config", str(config), "--nproc-per-node", "2"],
+    config, out = job(tmp_path, base_model, sft_data, deepspeed=deepspeed)  # nproc_per_node 2: the config's
+    proc = subprocess.run([sys.executable, "-m", "seft.cli", "train", "--config", str(config)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "train_summary.json").read_text())

@@ -12,7 +12,7 @@ from seft.cli import main
 
 from helpers import ROOT
 
-EXAMPLE = str(ROOT / "examples" / "smollm2-sums.yaml")
+EXAMPLE = str(ROOT / "examples" / "smollm2-capitals.yaml")
 
 
 @pytest.fixture

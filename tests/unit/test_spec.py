@@ -91,13 +91,13 @@ def test_console_script_exit_code(tmp_path):
 
 
 def smollm2() -> dict:
-    return yaml.safe_load((ROOT / "examples" / "smollm2-sums.yaml").read_text())
+    return yaml.safe_load((ROOT / "examples" / "smollm2-capitals.yaml").read_text())
 
 
 @pytest.mark.parametrize("mutate, needle", [
     (lambda d: d["data"].update(preference="p.jsonl"), "ranking builds the preference data: remove data.preference"),
     (lambda d: d["ranking"].update(generator=1), "at least two answers per prompt, got generator 1 \\+ policy 0"),
-    (lambda d: d["ranking"].update(critic="judge"), "ranking.critic 'judge' is not one of \\['sum'\\]"),
+    (lambda d: d["ranking"].update(critic="judge"), "ranking.critic 'judge' is not one of \\['capital'\\]"),
     (lambda d: d.pop("ranking"), "without bootstrap the spec needs data.preference \\(or ranking\\)"),
     (lambda d: d["data"].update(original_ranks=[1, 1]), "data.original_ranks: .*distinct ranks of at least 0"),
 ])

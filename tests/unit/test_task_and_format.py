@@ -87,21 +87,6 @@ def test_the_number_critic_reads_the_final_number_against_the_metadata_answer(re
     assert number([{"role": "user", "content": "What is 7 + 7?"}], response, answer="14") == reward
 
 
-def test_sums_rows_carry_their_answer_and_the_example_data_is_theirs():
-    import json
-
-    from helpers import ROOT
-    from seft.tasks import sums
-
-    rows = sums.rows(50, seed=3)
-    for row in rows:
-        terms = row["prompt"].removeprefix("What is ").split("?")[0].split(" + ")
-        assert 2 <= len(terms) <= 3 and row["metadata"]["answer"] == str(sum(map(int, terms)))
-    for name, (n, seed) in sums.SIZES.items():  # examples/data/sums is what `python -m seft.tasks.sums` writes
-        lines = (ROOT / "examples" / "data" / "sums" / name).read_text().splitlines()
-        assert [json.loads(line) for line in lines] == sums.rows(n, seed)
-
-
 @pytest.mark.parametrize("response, reward", [
     ("The capital of Colombia is Bogotá.", 1.0), ("BOGOTA", 1.0), ("It is Bogota, D.C., of course", 1.0),
     ("Bogotazo", 0.0), ("Medellín", 0.0), ("", 0.0),

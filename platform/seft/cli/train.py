@@ -11,10 +11,12 @@ from seft.errors import SeftError
 
 def cmd_train(args) -> int:
     from seft.train import torchrun_command
+    from seft.train.__main__ import load_job
 
     if not Path(args.config).exists():
         raise SeftError(f"--config {args.config!r}: no such file")
-    cmd = torchrun_command(Path(args.config), args.nproc_per_node)
+    job = load_job(["--config", args.config, *[a for item in args.set for a in ("--set", item)]])  # errors now
+    cmd = torchrun_command(Path(args.config), args.nproc_per_node or job.nproc_per_node)
     for item in args.set:
         cmd += ["--set", item]
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -24,6 +26,6 @@ def cmd_train(args) -> int:
 def register(sub) -> None:
     t = sub.add_parser("train", help="fine-tune under torchrun (HF Trainer, optional DeepSpeed)")
     t.add_argument("--config", required=True, help="TrainJob YAML/JSON (model, data, output_dir, ...)")
-    t.add_argument("--nproc-per-node", type=positive, default=1)
+    t.add_argument("--nproc-per-node", type=positive, help="processes (default: the config's nproc_per_node, 1)")
     t.add_argument("--set", **OVERRIDES)
     t.set_defaults(func=cmd_train)
