@@ -83,6 +83,8 @@ class Ranking(Model):
     policy: int = Field(0, ge=0, le=64, description="answers per prompt from the initial policy")
     sampling: Sampling = Sampling(temperature=1.0)
     critic: str | None = Field(None, description="name of the critic that ranks; default the first")
+    drop_tied: bool = Field(False, description="leave out prompts whose answers all scored the same: they "
+                            "carry no preference (with a right/wrong critic: all right, or all wrong)")
 
     @model_validator(mode="after")
     def _two_answers(self) -> "Ranking":

@@ -155,3 +155,22 @@ def test_from_prompts_alone_rank_prepare_warmup_label(tmp_path, sorter):
     [warning] = label["warnings"]
     assert "of the training labels are [No Revise] (alpha 1.0, beta 1.0, p 1.0)" in warning and "lower alpha" in warning
     assert f"warning: {warning}" in " ".join(output.getvalue().split())
+
+
+def test_drop_tied_leaves_out_prompts_whose_answers_all_scored_the_same(tmp_path, sorter):
+    """A third of the prompts carry an answer no response can match: all their answers score 0 and
+    tie; of the others, those whose answers differ are kept."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"p{i}", "prompt": p, "metadata": {
+        "answer": "never" if i < 4 else " ".join(map(str, sorted(nums)))}}) + "\n"
+        for i, (p, nums) in enumerate(sort_prompts(12, seed=4))))
+    spec = _spec(tmp_path, sorter, data={"prompts": str(prompts), "test_size": 1},
+                 ranking={"prompts": str(prompts), "generator": 4, "drop_tied": True,
+                          "sampling": {"temperature": 0.7, "max_new_tokens": 12}})
+    report = run_pipeline(spec, stages_for(spec)[:1], Console(file=io.StringIO()), workdir=tmp_path / "runs")
+    kept = list(read_jsonl(tmp_path / "store" / "shapes" / "rank" / "preference.jsonl"))
+    assert kept and not {r["id"] for r in kept} & {"p0", "p1", "p2", "p3"}
+    assert all(len({a["score"] for a in r["responses"]}) > 1 for r in kept)
+    summary = report["summaries"]["rank"]
+    assert summary["prompts"] == 12 and summary["kept"] == len(kept)
+    assert summary["all_tied_share"] == pytest.approx(1 - len(kept) / 12)

@@ -5,7 +5,8 @@ prompt (one pass per answer, each with its own seed, so a server that seeds per 
 gives different answers); the critic scores every answer, with the prompt's metadata; sorted by
 score, ties in sampling order, the answers are the responses ranked 0 (best) .. n-1. The stage
 writes preference.jsonl in the scored shape seft.preference reads, each answer with its score and
-source, and reports the share of prompts whose answers all tie: they carry no preference."""
+source, and reports the share of prompts whose answers all tie: they carry no preference, and
+`ranking.drop_tied` leaves them out."""
 
 from __future__ import annotations
 
@@ -54,12 +55,15 @@ def run(ctx) -> dict:
         for a in mine:
             a["score"] = next(scores)
         mine.sort(key=lambda a: -a["score"])  # stable: ties keep the sampling order
-    write_jsonl(ctx.out / "preference.jsonl", (
+    tied = [mine[0]["score"] == mine[-1]["score"] for mine in answers]
+    kept = write_jsonl(ctx.out / "preference.jsonl", (
         {"id": r.id, "prompt": p, "responses": mine, "metadata": r.metadata}
-        for r, p, mine in zip(records, prompts, answers)))
+        for r, p, mine, t in zip(records, prompts, answers, tied) if not (t and cfg.drop_tied)))
+    if not kept:
+        raise SeftError(f"ranking.drop_tied: the answers to every one of the {len(records)} prompts tied")
     by_source = {s: [a["score"] for mine in answers for a in mine if a["source"] == s]
                  for s in SOURCES if getattr(cfg, s)}
-    return {"prompts": len(records), "answers": len(flat),
+    return {"prompts": len(records), "answers": len(flat), "kept": kept,
             "mean_score": {s: fmean(v) for s, v in by_source.items()},
             "best_score_mean": fmean(mine[0]["score"] for mine in answers),
-            "all_tied_share": sum(mine[0]["score"] == mine[-1]["score"] for mine in answers) / len(answers)}
+            "all_tied_share": sum(tied) / len(answers)}
