@@ -1,4 +1,4 @@
-"""Opt-in (SEFT_REAL_MODEL=1; about 35 minutes on 2 cores): the real-model example,
+"""Opt-in (SEFT_REAL_MODEL=1; about 26 minutes on 2 cores): the real-model example,
 examples/smollm2-capitals.yaml, end to end on SmolLM2-135M-Instruct (converted once into the cache,
 `make smollm2`). SEFT from prompts alone must raise the policy's held-out reward, and the adaptive
 reviser's labels must follow the original's quality: more [No Revise] for the best originals
@@ -16,7 +16,7 @@ import pytest
 from helpers import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(os.environ.get("SEFT_REAL_MODEL") != "1",
-                                                  reason="opt-in: SEFT_REAL_MODEL=1 (about 35 minutes)")]
+                                                  reason="opt-in: SEFT_REAL_MODEL=1 (about 26 minutes)")]
 MARGIN = 0.05  # external over initial, in mean reward
 
 

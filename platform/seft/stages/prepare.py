@@ -4,7 +4,8 @@ warm-up and adaptive splits (3:7 between the last two).
 Warm-up and adaptive samples pair an original (a random one of `data.original_ranks`, every rank
 but 0 by default; `data.originals_per_prompt` different ones) with the target (rank 0). The test
 split keeps every rank as an original, for evaluation per rank, and its prompts (with the rank-0
-response as reference) are the held-out prompts for the policy. A record's metadata rides along to the critics."""
+response as reference) are the held-out prompts for the policy. A record's metadata rides along
+to the critics."""
 
 from __future__ import annotations
 
