@@ -10,12 +10,12 @@ from seft.errors import SeftError
 
 
 def cmd_train(args) -> int:
-    from seft.train import torchrun_command
-    from seft.train.__main__ import load_job
+    from seft.specfile import load_yaml, validate
+    from seft.train import TrainJob, torchrun_command
 
     if not Path(args.config).exists():
         raise SeftError(f"--config {args.config!r}: no such file")
-    job = load_job(["--config", args.config, *[a for item in args.set for a in ("--set", item)]])  # errors now
+    job = validate(TrainJob, load_yaml(args.config, args.set), args.config)  # its errors before torchrun starts
     cmd = torchrun_command(Path(args.config), args.nproc_per_node or job.nproc_per_node)
     for item in args.set:
         cmd += ["--set", item]
