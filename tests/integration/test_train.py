@@ -333,8 +333,8 @@ def test_a_lora_policy_under_zero3_learns_and_publishes_a_merged_model(tmp_path,
 
     write_jsonl(tmp_path / "fixed.jsonl", ({"prompt": p, "completion": [{"role": "assistant", "content": "1 2 3"}]}
                                            for p, _ in sort_prompts(256)))
-    config, out = job(tmp_path, sorting_base, tmp_path / "fixed.jsonl", deepspeed="zero3", max_steps=60,
-                      logging_steps=12, lora={"rank": 8, "alpha": 16})
+    config, out = job(tmp_path, sorting_base, tmp_path / "fixed.jsonl", deepspeed="zero3", max_steps=120,
+                      logging_steps=24, lora={"rank": 8, "alpha": 16})
     proc = subprocess.run([sys.executable, "-m", "seft.cli", "train", "--config", str(config), "--nproc-per-node", "2"],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
