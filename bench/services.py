@@ -2,14 +2,16 @@
 
   (a) revisions/s at 16 concurrent clients sending one item per call: dynamic batching on vs off;
   (b) revisions/s of the adaptive reviser stopping at [No Revise] vs the same model forced to
-      revise (force_revise), on a set where half the originals are already right;
+      revise (force_revise), on a set where half the originals are already right, in calls of 64
+      (the pipeline's services.batch_size), with the shares of strong and weak originals it kept;
   (c) the time of one call through gRPC on loopback vs calling the backend in-process, at batch
       1 and 32.
 
-    python bench/services.py [--seconds 10]
+    python bench/services.py [--seconds 10] [--reviser runs/quickstart/adapt/reviser]
 
-The model is a tiny Llama trained here for a few seconds to keep sorted answers ([No Revise])
-and fix the others ([Major Revise] + the sorted list)."""
+The model is a tiny Llama reviser on the spelling task (the quickstart's): by default trained here
+for a minute to keep right answers ([No Revise]) and fix the others ([Major Revise] + the right
+sentence); --reviser uses a trained one instead, e.g. the quickstart's adaptive reviser."""
 
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from seft.chat import reviser_prompt  # noqa: E402
 from seft.client import ReviserClient  # noqa: E402
 from seft.settings import Sampling
 from seft.spec import TinyModel  # noqa: E402
-from seft.tasks import sorting  # noqa: E402
+from seft.tasks import spelling  # noqa: E402
 from seft.tinymodel import build_model, build_tokenizer, quick_sft  # noqa: E402
 from seft_services.backends.transformers_lm import CausalLM, TransformersReviser  # noqa: E402
 from seft_services.protocol import SamplingParams  # noqa: E402
@@ -43,21 +45,24 @@ STEPS = int(os.environ.get("SEFT_BENCH_STEPS", "1000"))
 
 
 def items(n: int, seed: int) -> list[tuple[list[dict], str]]:
-    """Half the originals sorted (strong), half with two corruptions."""
+    """Half the originals right (strong), half with two typos."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
-        nums = sorting.make_prompt(rng)
-        original = sorted(nums) if i % 2 == 0 else sorting.corrupt(sorted(nums), 2, rng)
-        out.append((sorting.prompt_messages(nums), " ".join(map(str, original))))
+        words = spelling.make_prompt(rng)
+        right = [spelling.CORRECT.get(w, w) for w in words]
+        original = right if i % 2 == 0 else [spelling.typo(w) if j in rng.sample(range(len(right)), 2) else w
+                                             for j, w in enumerate(right)]
+        out.append((spelling.prompt_messages(words), " ".join(original)))
     return out
 
 
 def train_reviser(work: Path) -> Path:
-    base = build_model(build_tokenizer(sorting.corpus_words()), TinyModel(), 0, work / "base")
-    examples = [(reviser_prompt(p, o), "[No Revise]" if o == " ".join(map(str, sorted(sorting._numbers(p))))
-                 else "[Major Revise] " + " ".join(map(str, sorted(sorting._numbers(p)))))
-                for p, o in items(512, seed=1)]
+    base = build_model(build_tokenizer(spelling.corpus_words()), TinyModel(), 0, work / "base")
+    examples = []
+    for p, o in items(1024, seed=1):
+        right = " ".join(spelling._answer(p))
+        examples.append((reviser_prompt(p, o), "[No Revise]" if o == right else f"[Major Revise] {right}"))
     return quick_sft(base, examples, work / "reviser", steps=STEPS, lr=2e-3)
 
 
@@ -100,11 +105,12 @@ def median_seconds(fn, repeat: int = 20) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--reviser", type=Path, help="a trained reviser's model directory (default: train one here)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     console = Console()
     with tempfile.TemporaryDirectory(prefix="seft-bench-") as tmp:
-        model = train_reviser(Path(tmp))
+        model = args.reviser or train_reviser(Path(tmp))
         backend = TransformersReviser(CausalLM(str(model)))
         work = items(256, seed=2)
         rows = []
@@ -113,14 +119,14 @@ def main() -> None:
         for wait_ms in (0.0, 5.0):
             srv = Server({"reviser": backend}, batch_wait_ms=wait_ms).start()
             try:
-                rows.append(("a", f"16 clients, batching {'on (5 ms)' if wait_ms else 'off'}",
+                rows.append(("a", f"16 clients, batching {'on' if wait_ms else 'off'}",
                              concurrent_rate(srv.endpoint, work, 16, args.seconds), "revisions/s"))
             finally:
                 srv.stop(grace=1)
 
         srv = Server({"reviser": backend}).start()
         try:
-            with ReviserClient(srv.endpoint, batch_size=32) as client:
+            with ReviserClient(srv.endpoint, batch_size=64) as client:
                 # (b) adaptive vs forced, half the originals strong
                 for force in (True, False):
                     out = []

@@ -121,6 +121,12 @@ class _Client:
         """The batches in order, up to one in flight per replica."""
         starts = range(0, len(items), self.batch_size)
         out: list = []
+        if len(starts) == 1 or self.in_flight == 1:  # nothing to overlap: no threads to start
+            for start in starts:
+                out.extend(self._send(call, items[start:start + self.batch_size], start))
+                if on_batch:
+                    on_batch(len(items[start:start + self.batch_size]))
+            return out
         with ThreadPoolExecutor(self.in_flight) as pool:
             try:
                 futures = [pool.submit(self._send, call, items[s:s + self.batch_size], s) for s in starts]

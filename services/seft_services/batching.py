@@ -1,6 +1,12 @@
 """Dynamic batching: concurrent calls with the same parameters are gathered into one backend
-batch, up to `max_items` items or until `max_wait_s` after the first arrived, so many small
-requests share one forward pass. Each call gets back exactly its own results, in order.
+batch of up to `max_items` items, so many small requests share one forward pass. Each call gets back
+exactly its own results, in order.
+
+Calls gather only while the backend is busy: a call that finds it idle starts at once, with whatever
+is queued; calls that arrive during a batch make up the next one. Under steady load the callers of a
+batch come back for their next call a moment after it ends, so the next batch waits for as many calls
+as the last one had, at most `max_wait_s` after that batch ended (else load would split into two
+alternating half-size batches). A lone caller never waits.
 
 A call may carry `stop` (per-item flags, true once its client has gone): a call stopped while it
 waits is dropped before its batch runs, and the batch's own `stop` tells the backend which rows
@@ -55,13 +61,15 @@ class DynamicBatcher:
             return None
 
     def _loop(self) -> None:
+        last_calls, last_end = 0, 0.0
         while True:
             first = self._next(None)
-            batch, size = [first], len(first.items)
-            deadline = time.monotonic() + self.max_wait_s
-            passed: list[_Call] = []
+            # still within the last batch's return window: wait for as many callers as it had
+            deadline = last_end + self.max_wait_s if time.monotonic() < last_end + self.max_wait_s else 0.0
+            batch, size, passed = [first], len(first.items), []
             while size < self.max_items:
-                call = self._next(max(0.0, deadline - time.monotonic()))
+                wait = deadline - time.monotonic() if len(batch) < last_calls else 0.0
+                call = self._next(max(0.0, wait))
                 if call is None:
                     break
                 if call.key == first.key and size + len(call.items) <= self.max_items:
@@ -69,10 +77,9 @@ class DynamicBatcher:
                     size += len(call.items)
                 else:
                     passed.append(call)
-                if time.monotonic() >= deadline and not self.held and self.queue.empty():
-                    break
             self.held = passed + self.held
             self._execute(batch, size)
+            last_calls, last_end = len(batch), time.monotonic()
 
     def _execute(self, batch: list[_Call], size: int) -> None:
         for call in [c for c in batch if all(c.stopped())]:  # its client is gone: free the slot

@@ -56,7 +56,8 @@ def register(sub) -> None:
                     help="the largest sampling.max_new_tokens accepted")
     sv.add_argument("--max-message-bytes", type=positive, default=64 << 20, help="largest gRPC message in or out")
     sv.add_argument("--batch-wait-ms", type=float, default=5.0,
-                    help="gather concurrent calls for up to this long into one batch (0: off)")
+                    help="calls gather into one batch while the backend is busy; under load a batch waits up "
+                         "to this long after the last one for its callers to return (0: batching off)")
     sv.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (0: any free port)")
     sv.add_argument("--tls-cert", help="PEM certificate: serve TLS")
     sv.add_argument("--tls-key", help="PEM private key of --tls-cert")

@@ -1,9 +1,10 @@
-"""Dynamic batching on a real gRPC server: concurrent calls share backend batches and each gets
-exactly its own results."""
+"""Dynamic batching on a real gRPC server: concurrent calls that arrive while the backend is busy
+share its next batch and each gets exactly its own results; a call that finds it idle starts at once."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -12,33 +13,58 @@ from seft.errors import SeftError
 from seft.settings import Sampling
 from seft_services.backends.critics import RuleCritic
 from seft_services.backends.transformers_lm import CausalLM, TransformersGenerator
+from seft_services.batching import DynamicBatcher
 from seft_services.server import Server
 
 pytestmark = pytest.mark.integration
 
 
 class Recording:
-    """Wraps a real backend and records the size of each backend call (a test instrument)."""
+    """Wraps a real backend and records the size of each backend call (a test instrument). With
+    `hold`, its first call waits until the test opens `gate`: the backend is busy while the test's
+    other calls arrive."""
 
-    def __init__(self, backend, fail_on: str | None = None):
-        self.backend, self.fail_on, self.sizes = backend, fail_on, []
+    def __init__(self, backend, fail_on: str | None = None, hold: bool = False):
+        self.backend, self.fail_on, self.sizes, self.params = backend, fail_on, [], []
+        self.gate = threading.Event()
+        if not hold:
+            self.gate.set()
 
     def score(self, items):
-        self.sizes.append(len(items))
+        self._enter(len(items))
         if self.fail_on and any(r == self.fail_on for _, r, *_ in items):  # items: (prompt, response, metadata)
+            self.failed_size = len(items)
             raise RuntimeError("backend failure")
         return self.backend.score(items)
 
     def generate(self, prompts, params, stop=None):
-        self.sizes.append(len(prompts))
+        self._enter(len(prompts))
+        self.params.append(params)
         return self.backend.generate(prompts, params, stop=stop)
+
+    def _enter(self, size: int) -> None:
+        self.sizes.append(size)
+        assert self.gate.wait(timeout=60), "the test never opened the gate"
+
+
+def wait_for(condition) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.01)
+
+
+def open_when_in_flight(srv, backend, n: int) -> None:
+    """Opens the backend's gate once the server holds n calls: they all arrived while it was busy."""
+    wait_for(lambda: srv.in_flight() >= n)
+    backend.gate.set()
 
 
 def prompt(numbers):
     return [{"role": "user", "content": "Sort ascending : " + " ".join(map(str, numbers))}]
 
 
-def in_threads(n, fn):
+def in_threads(n, fn, while_running=None):
     results, errors = [None] * n, [None] * n
     start = threading.Barrier(n)
 
@@ -52,14 +78,16 @@ def in_threads(n, fn):
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
+    if while_running:
+        while_running()
     for t in threads:
         t.join()
     return results, errors
 
 
-def test_concurrent_calls_share_batches_and_get_their_own_results():
-    critic = Recording(RuleCritic("seft.tasks.sorting:score"))
-    srv = Server({"critic": critic}, batch_wait_ms=200).start()
+def test_calls_that_arrive_while_the_backend_is_busy_share_one_batch_and_get_their_own_results():
+    critic = Recording(RuleCritic("seft.tasks.sorting:score"), hold=True)
+    srv = Server({"critic": critic}).start()
     try:
         def call(i):
             # call i sends i % 3 + 1 items; item j of call i gets j + 1 of 4 positions right
@@ -68,19 +96,19 @@ def test_concurrent_calls_share_batches_and_get_their_own_results():
             with CriticClient(srv.endpoint) as client:
                 return client.score(items)
 
-        results, errors = in_threads(16, call)
+        results, errors = in_threads(16, call, lambda: open_when_in_flight(srv, critic, 16))
         assert errors == [None] * 16
         for i, got in enumerate(results):
             assert got == [(j + 1) / 4 for j in range(i % 3 + 1)]
-        assert sum(critic.sizes) == sum(i % 3 + 1 for i in range(16))
-        assert len(critic.sizes) < 16 and max(critic.sizes) > 3  # calls were merged
+        # the first call ran alone; the 15 that came while it ran, in one batch
+        assert len(critic.sizes) == 2 and sum(critic.sizes) == sum(i % 3 + 1 for i in range(16))
     finally:
         srv.stop(grace=1)
 
 
 def test_batches_never_mix_sampling_parameters(base_model):
-    gen = Recording(TransformersGenerator(CausalLM(str(base_model))))
-    srv = Server({"generator": gen}, batch_wait_ms=200).start()
+    gen = Recording(TransformersGenerator(CausalLM(str(base_model))), hold=True)
+    srv = Server({"generator": gen}).start()
     try:
         def call(i):
             limit = 2 if i % 2 else 6
@@ -88,26 +116,30 @@ def test_batches_never_mix_sampling_parameters(base_model):
                 stub_out = client.generate([prompt([i, 5, 3])], Sampling(max_new_tokens=limit, temperature=0.0))
             return limit, stub_out
 
-        results, errors = in_threads(8, call)
+        results, errors = in_threads(8, call, lambda: open_when_in_flight(srv, gen, 8))
         assert errors == [None] * 8
         for limit, [text] in results:
             assert len(text.split()) <= limit
-        assert len(gen.sizes) >= 2 and sum(gen.sizes) == 8
+        # the first call alone, then the other 7 by their limit: never two limits in one batch
+        assert sum(gen.sizes) == 8 and len(gen.sizes) == 3 and sorted(gen.sizes[1:]) == [3, 4]
+        assert sorted(p.max_new_tokens for p in gen.params[1:]) == [2, 6]
     finally:
         srv.stop(grace=1)
 
 
 def test_a_backend_failure_reaches_every_caller_of_that_batch_only():
-    critic = Recording(RuleCritic("seft.tasks.sorting:score"), fail_on="boom")
-    srv = Server({"critic": critic}, batch_wait_ms=200).start()
+    critic = Recording(RuleCritic("seft.tasks.sorting:score"), fail_on="boom", hold=True)
+    srv = Server({"critic": critic}).start()
     try:
         def call(i):
             with CriticClient(srv.endpoint) as client:
                 return client.score([(prompt([2, 1]), "boom" if i == 0 else "1 2")])
 
-        _, errors = in_threads(4, call)
-        assert all(isinstance(e, SeftError) and "INTERNAL" in str(e) for e in errors if e is not None)
-        assert errors[0] is not None
+        _, errors = in_threads(4, call, lambda: open_when_in_flight(srv, critic, 4))
+        failed = [e for e in errors if e is not None]
+        assert all(isinstance(e, SeftError) and "INTERNAL" in str(e) for e in failed)
+        assert errors[0] is not None and len(failed) == critic.failed_size  # its batch's callers, no other
+        assert critic.sizes == [1, 3]
         with CriticClient(srv.endpoint) as client:  # the server is fine afterwards
             assert client.score([(prompt([2, 1]), "1 2")]) == [1.0]
     finally:
@@ -122,3 +154,37 @@ def test_batching_can_be_turned_off():
         assert errors == [None] * 6 and critic.sizes == [1] * 6
     finally:
         srv.stop(grace=1)
+
+
+def test_a_lone_call_never_waits_for_the_batching_budget():
+    """With a 10-minute budget, lone calls (one, then another after it) still return at once: the
+    budget is only spent waiting for callers of a batch that had several."""
+    critic = Recording(RuleCritic("seft.tasks.sorting:score"))
+    srv = Server({"critic": critic}, batch_wait_ms=600_000).start()
+    try:
+        _, errors = in_threads(1, lambda i: [CriticClient(srv.endpoint, timeout=60).score([(prompt([1]), "1")])
+                                             for _ in range(2)])
+        assert errors == [None] and critic.sizes == [1, 1]
+    finally:
+        srv.stop(grace=1)
+
+
+def test_callers_coming_back_after_a_batch_join_one_batch():
+    """Four callers, each calling again as soon as its result is back: their second calls make one
+    batch, though they arrive one by one (the batcher waits for as many as the last batch had)."""
+    sizes, gate = [], threading.Event()
+
+    def run(items, key, stop):
+        sizes.append(len(items))
+        assert gate.wait(timeout=60)
+        return items
+
+    batcher = DynamicBatcher(run, max_items=64, max_wait_s=60)
+    first = threading.Thread(target=batcher.submit, args=(["lone"],))
+    first.start()
+    wait_for(lambda: sizes)  # the backend is busy with the lone call
+    results, errors = in_threads(4, lambda i: [batcher.submit([f"{i}-{k}"]) for k in range(2)],
+                                 lambda: (wait_for(lambda: batcher.queue.qsize() == 4), gate.set()))
+    first.join()
+    assert errors == [None] * 4 and results == [[[f"{i}-0"], [f"{i}-1"]] for i in range(4)]
+    assert sizes == [1, 4, 4]
