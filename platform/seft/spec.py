@@ -146,8 +146,7 @@ class JudgeSpec(Model):
 
 
 class Evaluation(Model):
-    sampling: Sampling = Field(Sampling(temperature=0.0),
-                               description="how the policies answer the held-out prompts (revisers: `revision`)")
+    sampling: Sampling = Sampling(temperature=0.0)
     judge: JudgeSpec | None = None
 
 
