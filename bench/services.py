@@ -5,7 +5,10 @@
       revise (force_revise), on a set where half the originals are already right, in calls of 64
       (the pipeline's services.batch_size), with the shares of strong and weak originals it kept;
   (c) the time of one call through gRPC on loopback vs calling the backend in-process, at batch
-      1 and 32.
+      1 and 32, over originals half strong and half weak.
+
+The clients of (a) and (c) run in a process of their own, as clients do: in the server's process
+their threads would compete with it for the GIL.
 
     python bench/services.py [--seconds 10] [--reviser runs/quickstart/adapt/reviser]
 
@@ -16,6 +19,7 @@ sentence); --reviser uses a trained one instead, e.g. the quickstart's adaptive 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import random
 import statistics
@@ -66,7 +70,7 @@ def train_reviser(work: Path) -> Path:
     return quick_sft(base, examples, work / "reviser", steps=STEPS, lr=2e-3)
 
 
-def concurrent_rate(endpoint: str, work: list, clients: int, seconds: float) -> float:
+def _clients(endpoint: str, work: list, clients: int, seconds: float, out) -> None:
     done = [0] * clients
     stop = time.monotonic() + seconds
 
@@ -83,13 +87,24 @@ def concurrent_rate(endpoint: str, work: list, clients: int, seconds: float) -> 
         t.start()
     for t in threads:
         t.join()
-    return sum(done) / seconds
+    out.put(sum(done) / seconds)
 
 
-def rate(fn, n: int) -> float:
-    t = time.perf_counter()
-    fn()
-    return n / (time.perf_counter() - t)
+def _remote_seconds(endpoint: str, batches: list, out) -> None:
+    with ReviserClient(endpoint, batch_size=64) as client:
+        out.put(median_seconds(lambda: [client.revise(b, SAMPLING) for b in batches]))
+
+
+def in_child(fn, *args):
+    """fn(*args, out) in another process, as clients run: in the server's process their threads
+    would compete with it for the GIL. Returns what fn puts on out."""
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=fn, args=(*args, out))
+    proc.start()
+    result = out.get(timeout=600)
+    proc.join()
+    return result
 
 
 def median_seconds(fn, repeat: int = 20) -> float:
@@ -120,7 +135,7 @@ def main() -> None:
             srv = Server({"reviser": backend}, batch_wait_ms=wait_ms).start()
             try:
                 rows.append(("a", f"16 clients, batching {'on' if wait_ms else 'off'}",
-                             concurrent_rate(srv.endpoint, work, 16, args.seconds), "revisions/s"))
+                             in_child(_clients, srv.endpoint, work, 16, args.seconds), "revisions/s"))
             finally:
                 srv.stop(grace=1)
 
@@ -129,8 +144,8 @@ def main() -> None:
             with ReviserClient(srv.endpoint, batch_size=64) as client:
                 # (b) adaptive vs forced, half the originals strong
                 for force in (True, False):
-                    out = []
-                    r = rate(lambda: out.extend(client.revise(work, SAMPLING, force_revise=force)), len(work))
+                    r = len(work) / median_seconds(lambda: client.revise(work, SAMPLING, force_revise=force), 5)
+                    out = client.revise(work, SAMPLING, force_revise=force)
                     kept_strong = sum(not x.revised for x in out[0::2]) / len(out[0::2])
                     kept_weak = sum(not x.revised for x in out[1::2]) / len(out[1::2])
                     rows.append(("b", f"{'forced to revise' if force else 'adaptive'} (kept {kept_strong:.0%} of "
@@ -138,17 +153,17 @@ def main() -> None:
         finally:
             srv.stop(grace=1)
 
-        # (c) gRPC round trip vs in-process (batching off: no wait budget in the round trip)
+        # (c) gRPC round trip (from a client process) vs in-process, batching off: no wait budget
+        # in the round trip. Each measures a run of calls over half strong, half weak originals.
         srv = Server({"reviser": backend}, batch_wait_ms=0).start()
         try:
-            with ReviserClient(srv.endpoint, batch_size=32) as client:
-                params = SamplingParams(max_new_tokens=12, temperature=0.0)
-                for n in (1, 32):
-                    batch = work[:n]
-                    local = median_seconds(lambda: backend.revise(batch, params))
-                    remote = median_seconds(lambda: client.revise(batch, SAMPLING))
-                    rows.append(("c", f"batch {n}: in-process", local * 1000, "ms/call"))
-                    rows.append(("c", f"batch {n}: gRPC on loopback", remote * 1000, "ms/call"))
+            params = SamplingParams(max_new_tokens=12, temperature=0.0)
+            for n, calls in ((1, 16), (32, 4)):
+                batches = [work[i * n:(i + 1) * n] for i in range(calls)]
+                local = median_seconds(lambda: [backend.revise(b, params) for b in batches]) / calls
+                remote = in_child(_remote_seconds, srv.endpoint, batches) / calls
+                rows.append(("c", f"batch {n}: in-process", local * 1000, "ms/call"))
+                rows.append(("c", f"batch {n}: gRPC on loopback", remote * 1000, "ms/call"))
         finally:
             srv.stop(grace=1)
 

@@ -4,9 +4,10 @@ exactly its own results, in order.
 
 Calls gather only while the backend is busy: a call that finds it idle starts at once, with whatever
 is queued; calls that arrive during a batch make up the next one. Under steady load the callers of a
-batch come back for their next call a moment after it ends, so the next batch waits for as many calls
-as the last one had, at most `max_wait_s` after that batch ended (else load would split into two
-alternating half-size batches). A lone caller never waits.
+batch come back for their next call a moment after it ends, so the next batch also waits for them:
+for as many calls as were queued when the last batch ended plus that batch's own, at most
+`max_wait_s` after it ended (else load splits into alternating part-size batches). A lone caller
+never waits.
 
 A call may carry `stop` (per-item flags, true once its client has gone): a call stopped while it
 waits is dropped before its batch runs, and the batch's own `stop` tells the backend which rows
@@ -61,14 +62,13 @@ class DynamicBatcher:
             return None
 
     def _loop(self) -> None:
-        last_calls, last_end = 0, 0.0
+        expected, last_end = 0, 0.0  # calls expected back after the last batch; when it ended
         while True:
             first = self._next(None)
-            # still within the last batch's return window: wait for as many callers as it had
-            deadline = last_end + self.max_wait_s if time.monotonic() < last_end + self.max_wait_s else 0.0
+            deadline = last_end + self.max_wait_s  # past already when the backend was idle a while
             batch, size, passed = [first], len(first.items), []
             while size < self.max_items:
-                wait = deadline - time.monotonic() if len(batch) < last_calls else 0.0
+                wait = deadline - time.monotonic() if len(batch) < expected else 0.0
                 call = self._next(max(0.0, wait))
                 if call is None:
                     break
@@ -79,7 +79,7 @@ class DynamicBatcher:
                     passed.append(call)
             self.held = passed + self.held
             self._execute(batch, size)
-            last_calls, last_end = len(batch), time.monotonic()
+            expected, last_end = len(batch) + len(self.held) + self.queue.qsize(), time.monotonic()
 
     def _execute(self, batch: list[_Call], size: int) -> None:
         for call in [c for c in batch if all(c.stopped())]:  # its client is gone: free the slot
