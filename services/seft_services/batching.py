@@ -78,31 +78,38 @@ class DynamicBatcher:
                 else:
                     passed.append(call)
             self.held = passed + self.held
-            self._execute(batch, size)
-            expected, last_end = len(batch) + len(self.held) + self.queue.qsize(), time.monotonic()
+            expected = self._execute(batch, size)
+            last_end = time.monotonic()
 
-    def _execute(self, batch: list[_Call], size: int) -> None:
+    def _execute(self, batch: list[_Call], size: int) -> int:
+        """Runs one batch; returns how many calls the next may wait for: those queued when it ended
+        (counted before its callers are answered, who may call again at once) and its own."""
         for call in [c for c in batch if all(c.stopped())]:  # its client is gone: free the slot
             call.future.set_exception(Cancelled())
             batch.remove(call)
             size -= len(call.items)
         if not batch:
-            return
+            return len(self.held) + self.queue.qsize()
+        error = None
         try:
             results = self.run([item for call in batch for item in call.items], batch[0].key,
                                lambda: [flag for call in batch for flag in call.stopped()])
             if len(results) != size:
                 raise RuntimeError(f"backend returned {len(results)} results for {size} items")
         except BaseException as exc:  # every call of the batch gets the error
+            error = exc
+        expected = len(batch) + len(self.held) + self.queue.qsize()
+        if error is not None:
             for call in batch:
-                call.future.set_exception(exc)
-            return
+                call.future.set_exception(error)
+            return expected
         if self.on_batch:
             self.on_batch(size)
         start = 0
         for call in batch:
             call.future.set_result(results[start:start + len(call.items)])
             start += len(call.items)
+        return expected
 
 
 class Batched:

@@ -171,7 +171,9 @@ def test_a_lone_call_never_waits_for_the_batching_budget():
 
 def test_callers_coming_back_after_a_batch_join_one_batch():
     """Four callers, each calling again as soon as its result is back: their second calls make one
-    batch, though they arrive one by one (the batcher waits for as many as the last batch had)."""
+    batch, though they arrive one by one (the batcher waits for as many as the last batch had, and
+    those queued when it ended). The lone first caller does not call again: the batch after its own
+    waits the whole budget (2 s here) for it, then runs with the four."""
     sizes, gate = [], threading.Event()
 
     def run(items, key, stop):
@@ -179,7 +181,7 @@ def test_callers_coming_back_after_a_batch_join_one_batch():
         assert gate.wait(timeout=60)
         return items
 
-    batcher = DynamicBatcher(run, max_items=64, max_wait_s=60)
+    batcher = DynamicBatcher(run, max_items=64, max_wait_s=2)
     first = threading.Thread(target=batcher.submit, args=(["lone"],))
     first.start()
     wait_for(lambda: sizes)  # the backend is busy with the lone call
