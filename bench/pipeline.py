@@ -25,6 +25,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import datasets  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 import yaml  # noqa: E402
@@ -116,6 +117,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
     transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
     overrides = [x for kv in args.set for x in ("--set", kv)]
     spec = load_spec(args.spec, args.set)
     if spec.recipe != "seft" or spec.baselines or not spec.bootstrap:
