@@ -10,11 +10,12 @@
 The clients of (a) and (c) run in a process of their own, as clients do: in the server's process
 their threads would compete with it for the GIL.
 
-    python bench/services.py [--seconds 10] [--reviser runs/quickstart/adapt/reviser]
+    python bench/services.py [--seconds 10] [--reviser runs/spell-baselines/adapt/reviser]
 
-The model is a tiny Llama reviser on the spelling task (the quickstart's): by default trained here
-for a minute to keep right answers ([No Revise]) and fix the others ([Major Revise] + the right
-sentence); --reviser uses a trained one instead, e.g. the quickstart's adaptive reviser."""
+The model is a tiny Llama reviser on the spelling task (a right answer is one without a typo): by
+default trained here for a minute to keep right answers ([No Revise]) and fix the others ([Major
+Revise] + the right sentence); --reviser uses a trained one, e.g. spell-baselines.yaml's adaptive
+reviser."""
 
 from __future__ import annotations
 
@@ -48,25 +49,27 @@ SAMPLING = Sampling(max_new_tokens=12, temperature=0.0)
 STEPS = int(os.environ.get("SEFT_BENCH_STEPS", "1000"))
 
 
-def items(n: int, seed: int) -> list[tuple[list[dict], str]]:
-    """Half the originals right (strong), half with two typos."""
+def cases(n: int, seed: int) -> list[tuple[list[dict], str, str]]:
+    """(prompt, original, right answer): half the originals right (strong), half with two typos."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
         words = spelling.make_prompt(rng)
         right = [spelling.CORRECT.get(w, w) for w in words]
-        original = right if i % 2 == 0 else [spelling.typo(w) if j in rng.sample(range(len(right)), 2) else w
-                                             for j, w in enumerate(right)]
-        out.append((spelling.prompt_messages(words), " ".join(original)))
+        typos = set() if i % 2 == 0 else set(rng.sample(range(len(right)), 2))
+        original = [spelling.typo(w) if j in typos else w for j, w in enumerate(right)]
+        out.append((spelling.prompt_messages(words), " ".join(original), " ".join(right)))
     return out
+
+
+def items(n: int, seed: int) -> list[tuple[list[dict], str]]:
+    return [(prompt, original) for prompt, original, _ in cases(n, seed)]
 
 
 def train_reviser(work: Path) -> Path:
     base = build_model(build_tokenizer(spelling.corpus_words()), TinyModel(), 0, work / "base")
-    examples = []
-    for p, o in items(1024, seed=1):
-        right = " ".join(spelling._answer(p))
-        examples.append((reviser_prompt(p, o), "[No Revise]" if o == right else f"[Major Revise] {right}"))
+    examples = [(reviser_prompt(p, o), "[No Revise]" if o == right else f"[Major Revise] {right}")
+                for p, o, right in cases(1024, seed=1)]
     return quick_sft(base, examples, work / "reviser", steps=STEPS, lr=2e-3)
 
 
@@ -120,7 +123,8 @@ def median_seconds(fn, repeat: int = 20) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--reviser", type=Path, help="a trained reviser's model directory (default: train one here)")
+    parser.add_argument("--reviser", type=Path, help="a trained spelling reviser's model directory (default: train "
+                        "one here), e.g. runs/spell-baselines/adapt/reviser")
     args = parser.parse_args()
     torch.set_num_threads(1)
     console = Console()
