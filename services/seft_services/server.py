@@ -102,7 +102,7 @@ class Server:
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
         self.health = health.HealthServicer()
         self.metrics = Metrics()
-        names = []
+        names, self.backends = [], {}
         for kind, backend in backends.items():
             servicer_cls, register, name = SERVICES[kind]
             # gather concurrent calls into one backend batch, unless the backend batches itself (vLLM)
@@ -112,6 +112,7 @@ class Server:
             # a generator beside a critic refines with it (self-refinement's samples and keep_best)
             extra = {"critic": backends["critic"]} if kind == "generator" and "critic" in backends else {}
             register(servicer_cls(backend, limits, self.metrics, **extra), _SafeDecoding(self.grpc))
+            self.backends[kind] = backend  # as served: batched or not
             names.append(name)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection(
