@@ -10,6 +10,7 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")  # before gRPC loads: see seft/__init__.py
 
 from helpers import S3_SECRET, free_port, make_base, sort_prompts  # noqa: E402
 
