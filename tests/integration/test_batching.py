@@ -56,9 +56,14 @@ def wait_for(condition) -> None:
 
 def open_when_all_arrived(srv, kind: str, method: str, backend, items: int) -> None:
     """Opens the backend's gate once all `items` have arrived: in its first batch, where the gate
-    holds them, or waiting in the batcher's queue while it is busy."""
+    holds them, or waiting while it is busy (in the batcher's queue, or held back from the first
+    batch for their other parameters)."""
     batcher = srv.backends[kind].batchers[method]
-    wait_for(lambda: backend.sizes and backend.sizes[0] + sum(len(c.items) for c in list(batcher.queue.queue)) == items)
+
+    def waiting() -> int:
+        return sum(len(c.items) for c in list(batcher.queue.queue) + list(batcher.held))
+
+    wait_for(lambda: backend.sizes and backend.sizes[0] + waiting() == items)
     backend.gate.set()
 
 
