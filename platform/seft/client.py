@@ -119,25 +119,24 @@ class _Client:
     def _batched(self, items: Sequence, call: Callable[[Sequence, int], list],
                  on_batch: Callable[[int], None] | None) -> list:
         """The batches in order, up to one in flight per replica."""
-        starts = range(0, len(items), self.batch_size)
+        chunks = [(s, items[s:s + self.batch_size]) for s in range(0, len(items), self.batch_size)]
         out: list = []
-        if len(starts) == 1 or self.in_flight == 1:  # nothing to overlap: no threads to start
-            for start in starts:
-                out.extend(self._send(call, items[start:start + self.batch_size], start))
+
+        def collect(results) -> list:  # results: each chunk's, in order, as they are awaited
+            for (_, chunk), result in zip(chunks, results):
+                out.extend(result)
                 if on_batch:
-                    on_batch(len(items[start:start + self.batch_size]))
+                    on_batch(len(chunk))
             return out
+
+        if len(chunks) == 1 or self.in_flight == 1:  # nothing to overlap: no threads to start
+            return collect(self._send(call, c, s) for s, c in chunks)
         with ThreadPoolExecutor(self.in_flight) as pool:
             try:
-                futures = [pool.submit(self._send, call, items[s:s + self.batch_size], s) for s in starts]
-                for future, start in zip(futures, starts):
-                    out.extend(future.result())
-                    if on_batch:
-                        on_batch(len(items[start:start + self.batch_size]))
+                return collect(f.result() for f in [pool.submit(self._send, call, c, s) for s, c in chunks])
             except BaseException:
                 pool.shutdown(cancel_futures=True)
                 raise
-        return out
 
     def close(self) -> None:
         self.channel.close()
