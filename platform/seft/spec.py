@@ -146,7 +146,8 @@ class JudgeSpec(Model):
 
 
 class Evaluation(Model):
-    sampling: Sampling = Sampling(temperature=0.0)
+    sampling: Sampling = Field(Sampling(temperature=0.0),
+                               description="how the policies answer the held-out prompts (revisers: `revision`)")
     judge: JudgeSpec | None = None
 
 

@@ -1,5 +1,6 @@
-"""The SEFT paper's evidence end to end, on a file:// store: `examples/spell-baselines.yaml` with its
-reviser side at full size and its policy side cut to a few steps.
+"""The SEFT paper's evidence end to end, on a file:// store: `examples/quickstart-baselines.yaml`
+(the quickstart with the paper's baselines) with its reviser side at full size and its policy side
+cut to a few steps.
 
 One run of this pipeline is the suite's most expensive, so the same run is checked for three
 things in turn:
@@ -8,18 +9,18 @@ things in turn:
 2. the report has every baseline reviser (per rank: benefit, improvement rate) and every baseline
    policy (the paper's Table 2) on the same held-out set, rated by an LLM judge too (a double on
    loopback, tests/judge_server.py);
-3. the paper's central claim: on held-out rank 0-1 originals the adaptive reviser's improvement
-   rate is at least every baseline reviser's (Aligner, the label reviser, the preliminary reviser),
-   because it leaves the perfect (rank-0) answers alone and revises the one-typo ones.
-
-The spelling task is the one where the claim holds at this size: README "Baselines" says why it
-does not on the sorting task."""
+3. the paper's reviser claims (README "What the quickstart shows"): the adaptive reviser's
+   [No Revise] share falls with the original's quality (at least half at rank 0, at most 15% at
+   rank 6) and its [Major Revise] share grows; on held-out rank 0-1 originals its improvement rate
+   is at least every baseline reviser's (Aligner, the label reviser, the preliminary reviser),
+   because it leaves the right answers alone and revises the ones with a typo."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from statistics import fmean
 
 import pytest
 import yaml
@@ -32,14 +33,14 @@ from helpers import ROOT
 from judge_server import judge_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-2")]  # make test runs groups e2e-1 and e2e-2 side by side
-NAME, CRITIC, TEST_SIZE = "spell-baselines", "spell-rule", 60
+NAME, CRITIC, TEST_SIZE = "quickstart-baselines", "spell-rule", 60
 POLICIES = ["initial", "sft_chosen", "dpo", "orpo", "sft_generator", "external_only", "internal", "external"]
 
 
 def spec(tmp_path, callable_: str = "seft.tasks.spelling:score", judge: str | None = None):
-    """spell-baselines.yaml with the reviser side as it is (the claim needs its training) and the
-    policy side (which the claim does not read) cut to a few steps on a few prompts."""
-    data = yaml.safe_load((ROOT / "examples" / "spell-baselines.yaml").read_text())
+    """quickstart-baselines.yaml with the reviser side as it is (the claims need its training) and
+    the policy side (which the claims do not read) cut to a few steps on a few prompts."""
+    data = yaml.safe_load((ROOT / "examples" / "quickstart-baselines.yaml").read_text())
     data.update(store=f"file://{tmp_path}/runs")
     data["bootstrap"].update(unlabelled_prompts=32)  # the generator keeps its steps: it is the reviser's base
     for training in [data["bootstrap"]["policy_training"], data["policy_training"],
@@ -114,16 +115,21 @@ def test_spell_baselines_resume_after_a_failed_stage_and_the_adaptive_reviser_wi
                 "| external evolution only |", "| after internal |", "| after external (SEFT) |"):
         assert row in text
 
-    # 3. The claim, pooled over ranks 0-1 (the headline is computed from the per-rank counts).
+    # 3. The claims. Labels follow the original's quality: rank 0 is right four times in five.
+    adaptive = revisers["adaptive"]
+    no, major = ([adaptive[str(k)]["labels"][label] for k in range(7)] for label in ("no", "major"))
+    assert no[0] >= 0.5 and no[6] <= 0.15, no
+    assert major[0] < fmean(major[1:4]) < fmean(major[4:7]), major
+    # The improvement rate pooled over ranks 0-1 (the headline is computed from the per-rank counts).
     rates = headline["improvement_rate_rank_0_1"]
     for name, by_rank in revisers.items():
         improved, revised = (sum(by_rank[r][k] for r in ("0", "1")) for k in ("improved", "revised"))
         assert revised > 0 and rates[name] == pytest.approx(improved / revised)
     best = max(rates[name] for name in ("preliminary", "aligner", "label"))
     assert rates["adaptive"] >= best, rates
-    # How it comes about: the adaptive reviser says [No Revise] to most perfect answers and to few
-    # one-typo ones, where Aligner revises every answer and cannot improve a perfect one.
-    adaptive, aligner = revisers["adaptive"], revisers["aligner"]
-    assert adaptive["0"]["labels"]["no"] > 0.5 > adaptive["1"]["labels"]["no"], adaptive
-    assert aligner["0"]["revised"] == aligner["0"]["n"] and aligner["0"]["improved"] == 0
+    if revisers["preliminary"]["0"]["mean_benefit"] < 0:  # where revising rank 0 hurts, leaving it alone does not
+        assert adaptive["0"]["mean_benefit"] >= 0, adaptive["0"]
+    # How it comes about: Aligner revises every answer, and cannot improve a right one.
+    aligner = revisers["aligner"]
+    assert aligner["0"]["revised"] == aligner["0"]["n"] and aligner["0"]["improvement_rate"] < rates["adaptive"]
     assert f"Improvement rate on rank 0-1 originals ({CRITIC}): adaptive" in fixed.stdout

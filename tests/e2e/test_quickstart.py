@@ -109,14 +109,14 @@ def test_quickstart_on_s3_kill_resume_skip_and_report(tmp_path, s3_server, s3_en
     # The report: what README command 1 prints, and the acceptance numbers.
     report = json.loads((run_dir / "report.json").read_text())
     metrics, headline = report["metrics"], report["summaries"]["evaluate"]["headline"]
-    adaptive = metrics["reviser"]["adaptive"]["sort-rule"]
+    adaptive = metrics["reviser"]["adaptive"]["spell-rule"]
     assert [k for k in adaptive] == ["0", "1", "2", "3", "4", "5", "6", "all"]
     for rank in map(str, range(7)):
         s = adaptive[rank]
         assert s["n"] == 200 and sum(s["labels"].values()) == pytest.approx(1.0)
         assert s["improvement_rate"] is None or 0 <= s["improvement_rate"] <= 1
     assert headline["adaptive_benefit_rank_4_6"] > 0
-    pair = metrics["reviser_pairwise"]["sort-rule"]["preliminary vs adaptive"]
+    pair = metrics["reviser_pairwise"]["spell-rule"]["preliminary vs adaptive"]
     assert pair["n"] == 200 * 7 and pair["wins"] + pair["ties"] + pair["losses"] == pair["n"]
     rewards = headline["policy_reward"]
     assert rewards["external"] > rewards["initial"], rewards
@@ -124,7 +124,7 @@ def test_quickstart_on_s3_kill_resume_skip_and_report(tmp_path, s3_server, s3_en
         assert text in second.stdout
     assert f"report: {run_dir / 'report.md'}" in second.stdout
     plots = {p.name for p in (run_dir / "plots").glob("*.png")}
-    assert plots == {"reviser_ranks_sort-rule.png", "labels_sort-rule.png", "rewards_sort-rule.png", "policy.png",
+    assert plots == {"reviser_ranks_spell-rule.png", "labels_spell-rule.png", "rewards_spell-rule.png", "policy.png",
                      "losses.png"}
     assert has_ink(run_dir / "plots" / "losses.png")  # every training's loss curve
 

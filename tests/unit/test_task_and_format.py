@@ -40,8 +40,9 @@ def test_spelling_prompts_never_hold_an_answers_typo():
         assert not set(words) & set(spelling.TYPOS.values())
         for resp in spelling.ranked_responses(words, rng):
             typos = [w for w in resp["content"].split() if w in spelling.TYPOS.values()]
-            assert len(typos) == resp["rank"] and spelling.score(spelling.prompt_messages(words), resp["content"]) \
-                == pytest.approx(1 - resp["rank"] / len(words))
+            assert len(typos) - resp["rank"] in (0, 1)  # the best of seven answers can have a typo too
+            assert spelling.score(spelling.prompt_messages(words), resp["content"]) == \
+                pytest.approx(1 - len(typos) / len(words))
     assert not set(spelling.TYPOS.values()) & set(spelling.WORDS)  # a typo is never a word
 
 
@@ -54,7 +55,11 @@ def test_reward_falls_with_rank(task):
         for r in task.ranked_responses(prompt, rng):
             by_rank[r["rank"]].append(task.score(task.prompt_messages(prompt), r["content"]))
     means = [fmean(by_rank[k]) for k in range(7)]
-    assert means[0] == 1.0
+    if task is sorting:
+        assert means[0] == 1.0
+    else:  # rank 0 has a typo with probability EXTRA_TYPO
+        flawed = sum(r < 1.0 for r in by_rank[0]) / len(by_rank[0])
+        assert flawed == pytest.approx(spelling.EXTRA_TYPO, abs=0.03)
     assert all(a > b for a, b in zip(means, means[1:]))
     assert set(" ".join(r["content"] for r in task.ranked_responses(prompt, rng)).split()) <= set(task.corpus_words())
 

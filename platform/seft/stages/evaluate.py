@@ -3,9 +3,10 @@
 Revisers (preliminary, adaptive, and the baseline revisers when the spec has them) revise every
 test original of ranks 0..6; each critic scores originals and revisions: mean benefit,
 improvement rate and label shares per rank, and each pair of revisers head to head. Policies
-(initial, the baselines, after internal, after external) answer the held-out prompts greedily;
+(initial, the baselines, after internal, after external) answer the held-out prompts;
 each critic scores the answers: mean reward, and win rate against the reference responses; an
-LLM judge (`evaluation.judge`) rates them too, MT-Bench style, when the spec names one."""
+LLM judge (`evaluation.judge`) rates them too, MT-Bench style, when the spec names one.
+Revisers decode as the pipeline uses them (`revision`); policies as `evaluation.sampling` says."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def stage(spec) -> Stage:
                 for name, (ref, labels) in revisers(spec).items()}
     services |= {f"policy-{name}": ServiceSpec("generator", ref) for name, ref in policies(spec).items()}
     services |= {f"critic-{c.name}": ServiceSpec("critic", critic=c) for c in spec.critics}
-    return Stage("evaluate", run, reads=("critics", "evaluation"), inputs=("prepare",), services=services)
+    return Stage("evaluate", run, reads=("critics", "evaluation", "revision"), inputs=("prepare",), services=services)
 
 
 def _named(ctx, kind: str) -> list[str]:
@@ -57,7 +58,7 @@ def run(ctx) -> dict:
     spec = ctx.spec
     test = list(read_jsonl(ctx.input("prepare") / "test.jsonl", RevisionSample))
     heldout = list(read_jsonl(ctx.input("prepare") / "heldout.jsonl"))
-    sampling, bs = spec.evaluation.sampling, spec.services.batch_size
+    bs = spec.services.batch_size
     items = [(messages(s.prompt), s.original) for s in test]
     metas, heldout_metas = [s.metadata for s in test], [h.get("metadata") for h in heldout]  # for rule critics
     prompts = [h["prompt"] for h in heldout]
@@ -72,7 +73,7 @@ def run(ctx) -> dict:
         for name in _named(ctx, "reviser"):
             with (ctx.progress(f"revising test set ({name} reviser)", len(items)) as advance,
                   ReviserClient(ep[f"reviser-{name}"], batch_size=bs) as reviser):
-                revisions = reviser.revise(items, sampling, seed=spec.seed, on_batch=advance)
+                revisions = reviser.revise(items, spec.revision, seed=spec.seed, on_batch=advance)
             metrics["reviser"][name] = {}
             for cname, critic in critics.items():
                 originals = original_rewards[cname]
@@ -94,7 +95,7 @@ def run(ctx) -> dict:
         for name in _named(ctx, "policy"):
             with (ctx.progress(f"answering held-out prompts ({name} policy)", len(prompts)) as advance,
                   GeneratorClient(ep[f"policy-{name}"], batch_size=bs) as gen):
-                answers = answers_by_policy[name] = gen.generate(prompts, sampling, seed=spec.seed, on_batch=advance)
+                answers = answers_by_policy[name] = gen.generate(prompts, spec.evaluation.sampling, seed=spec.seed, on_batch=advance)
             scored = list(zip(prompts, answers, heldout_metas))
             rewards = {cname: critic.score(scored) for cname, critic in critics.items()}
             metrics["policy"][name] = {cname: fmean(r) for cname, r in rewards.items()}

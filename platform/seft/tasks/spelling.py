@@ -2,8 +2,9 @@
 
 The prompt is a sentence of 6-8 words, about half of them misspelled (a misspelling doubles a
 word's 2nd letter); the answer is the sentence spelled right. Rank k (0..6) of a prompt is the
-answer with k of its words mistyped (a typo swaps a word's 2nd and 3rd letters), so quality falls
-with rank as in Nectar. score() is the rule critic: the share of positions right, over the longer
+answer with k of its words mistyped (a typo swaps a word's 2nd and 3rd letters), and any of the
+seven, the best included, has one more typo with probability EXTRA_TYPO: quality falls with rank as
+in Nectar, and rank 0 is the best of seven answers, not always a perfect one. score() is the rule critic: the share of positions right, over the longer
 of answer and response.
 
 Beside the sorting task it answers a different question. There, telling a sorted list from one
@@ -37,6 +38,7 @@ def misspell(word: str) -> str:
 TYPOS = {w: typo(w) for w in WORDS}
 MISSPELLED = {w: misspell(w) for w in WORDS}
 CORRECT = {t: w for w, t in TYPOS.items()} | {m: w for w, m in MISSPELLED.items()}
+EXTRA_TYPO = 1 / 5
 assert len(set(TYPOS.values()) | set(MISSPELLED.values()) | set(WORDS)) == 3 * len(WORDS), \
     "typos, misspellings and words must all differ"
 
@@ -55,7 +57,7 @@ def ranked_responses(words: list[str], rng: random.Random) -> list[dict]:
     out = []
     for k in range(7):
         response = list(answer)
-        for i in rng.sample(range(len(answer)), k):
+        for i in rng.sample(range(len(answer)), min(len(answer), k + (rng.random() < EXTRA_TYPO))):
             response[i] = typo(response[i])
         out.append({"rank": k, "content": " ".join(response)})
     return out
