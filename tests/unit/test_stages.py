@@ -63,7 +63,7 @@ def test_reading_an_undeclared_input_fails_naming_both_stages(tmp_path):
 
 def test_reading_an_undeclared_setting_fails_and_declared_ones_read_through(tmp_path):
     ctx = _context(tmp_path, Stage("label", lambda ctx: {}, reads=("labelling", "evaluation.sampling")))
-    assert ctx.spec.labelling.alpha == 0.05 and ctx.spec.evaluation.sampling.temperature == 0.0
+    assert ctx.spec.labelling.alpha == 0.05 and ctx.spec.evaluation.sampling.temperature == 1.0
     assert ctx.spec.seed == 0 and ctx.spec.services.batch_size > 0  # in every fingerprint / no effect on output
     for read in (lambda s: s.generation, lambda s: s.evaluation.judge, lambda s: s.reviser_training.learning_rate):
         with pytest.raises(SeftError, match=r"stage 'label' reads spec field '[a-z_.]+' without declaring it"):

@@ -95,7 +95,8 @@ def run(ctx) -> dict:
         for name in _named(ctx, "policy"):
             with (ctx.progress(f"answering held-out prompts ({name} policy)", len(prompts)) as advance,
                   GeneratorClient(ep[f"policy-{name}"], batch_size=bs) as gen):
-                answers = answers_by_policy[name] = gen.generate(prompts, spec.evaluation.sampling, seed=spec.seed, on_batch=advance)
+                answers = answers_by_policy[name] = gen.generate(prompts, spec.evaluation.sampling, seed=spec.seed,
+                                                                 on_batch=advance)
             scored = list(zip(prompts, answers, heldout_metas))
             rewards = {cname: critic.score(scored) for cname, critic in critics.items()}
             metrics["policy"][name] = {cname: fmean(r) for cname, r in rewards.items()}

@@ -3,9 +3,9 @@
 The prompt is a sentence of 6-8 words, about half of them misspelled (a misspelling doubles a
 word's 2nd letter); the answer is the sentence spelled right. Rank k (0..6) of a prompt is the
 answer with k of its words mistyped (a typo swaps a word's 2nd and 3rd letters), and any of the
-seven, the best included, has one more typo with probability EXTRA_TYPO: quality falls with rank as
-in Nectar, and rank 0 is the best of seven answers, not always a perfect one. score() is the rule critic: the share of positions right, over the longer
-of answer and response.
+seven, the best included, has one more typo with probability EXTRA_TYPO: quality falls with rank
+as in Nectar, and rank 0 is the best of seven answers, not always a perfect one. score() is the
+rule critic: the share of positions right, over the longer of answer and response.
 
 Beside the sorting task it answers a different question. There, telling a sorted list from one
 with a swap needs comparisons a 0.5M-parameter reviser does not learn (README "Baselines"); here a
