@@ -2,7 +2,6 @@
 loopback: killed mid-stage and resumed, re-run with every stage skipped, and the report's
 numbers. Its trainings take about a third of the example's steps, on a quarter of its
 unlabelled prompts (SMALL), so the test takes about 5.5 minutes beside another e2e pipeline.
-Measured so: external 0.575 against the initial 0.210, adaptive benefit on ranks 4-6 +0.456.
 (The file:// store runs a whole pipeline, with the paper's baselines, in test_baselines.py.)"""
 
 from __future__ import annotations

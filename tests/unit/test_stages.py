@@ -80,6 +80,18 @@ def test_the_fingerprint_follows_declared_settings_only():
     assert internal.params(lr) != next(s for s in stages_for(base) if s.name == "internal").params(base)
 
 
+def test_evaluate_reruns_when_the_revisers_or_the_policies_decoding_changes():
+    """evaluate revises as the pipeline does (`revision`) and has the policies answer as
+    `evaluation.sampling` says: a change to either makes a new evaluation."""
+    def evaluate(*sets):
+        spec = load_spec(ROOT / "examples" / "quickstart.yaml", list(sets))
+        return next(s for s in stages_for(spec) if s.name == "evaluate").params(spec)
+    base = evaluate()
+    assert evaluate("revision.temperature=0.5") != base
+    assert evaluate("evaluation.sampling.temperature=0.5") != base
+    assert evaluate("generation.temperature=0.5") == base  # evolution's drafts: not evaluate's
+
+
 def test_a_stage_that_reads_an_undeclared_input_fails_in_a_run(tmp_path):
     spec = load_spec(ROOT / "examples" / "quickstart.yaml", [f"store=file://{tmp_path}/runs"])
 
