@@ -46,6 +46,18 @@ def test_spelling_prompts_never_hold_an_answers_typo():
     assert not set(spelling.TYPOS.values()) & set(spelling.WORDS)  # a typo is never a word
 
 
+def test_spelling_error_kinds_count_every_position_as_the_critic_does():
+    prompt = spelling.prompt_messages(["liight", "paper", "cloud"])  # light paper cloud
+    cases = {"light paper cloud": {"right": 3},
+             "lgiht paper cloud": {"typo": 1, "right": 2},
+             "liight paper": {"misspelling": 1, "right": 1, "other word": 1},  # one short
+             "paper light cloud zebra": {"other word": 3, "right": 1}}  # out of place, one long
+    for response, kinds in cases.items():
+        got = spelling.error_kinds(prompt, response)
+        assert got == kinds, response
+        assert got["right"] / got.total() == pytest.approx(spelling.score(prompt, response))
+
+
 @pytest.mark.parametrize("task", [sorting, spelling])
 def test_reward_falls_with_rank(task):
     rng = random.Random(0)

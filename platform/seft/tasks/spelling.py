@@ -17,6 +17,8 @@ label late or, on some CPUs, not at all.)"""
 from __future__ import annotations
 
 import random
+from collections import Counter
+from itertools import zip_longest
 
 from seft.tasks import position_feedback, position_score
 
@@ -63,7 +65,8 @@ def ranked_responses(words: list[str], rng: random.Random) -> list[dict]:
     return out
 
 
-def _answer(prompt: list[dict]) -> list[str]:
+def answer_words(prompt: list[dict]) -> list[str]:
+    """The prompt's sentence spelled right: what score() compares a response with."""
     text = next(m["content"] for m in reversed(prompt) if m["role"] == "user")
     _, _, tail = text.partition(INSTRUCTION)
     return [CORRECT.get(w, w) for w in tail.split()]
@@ -71,12 +74,24 @@ def _answer(prompt: list[dict]) -> list[str]:
 
 def score(prompt: list[dict], response: str) -> float:
     """The rule critic: fraction of positions that match the correctly spelled sentence."""
-    return position_score(_answer(prompt), response.split())
+    return position_score(answer_words(prompt), response.split())
+
+
+def error_kinds(prompt: list[dict], response: str) -> Counter:
+    """What each word position of a response is, over the longer of answer and response as score()
+    counts them: "right", "typo" (an answer's flaw), "misspelling" (the prompt's, copied) or
+    "other word" (a word out of place, a missing one, or any other token)."""
+    answer, said = answer_words(prompt), response.split()
+    kinds = Counter()
+    for right, word in zip_longest(answer, said):
+        kinds["right" if word == right else "other word" if right is None
+              else "typo" if word in TYPOS.values() else "misspelling" if word in MISSPELLED.values() else "other word"] += 1
+    return kinds
 
 
 def feedback(prompt: list[dict], response: str) -> str:
     """A teacher's feedback (for SELF's meta-skill corpus), like the sorting task's."""
-    return position_feedback(_answer(prompt), response.split())
+    return position_feedback(answer_words(prompt), response.split())
 
 
 def corpus_words() -> list[str]:
