@@ -84,8 +84,14 @@ def error_kinds(prompt: list[dict], response: str) -> Counter:
     answer, said = answer_words(prompt), response.split()
     kinds = Counter()
     for right, word in zip_longest(answer, said):
-        kinds["right" if word == right else "other word" if right is None
-              else "typo" if word in TYPOS.values() else "misspelling" if word in MISSPELLED.values() else "other word"] += 1
+        if word == right:
+            kinds["right"] += 1
+        elif right is not None and word in TYPOS.values():
+            kinds["typo"] += 1
+        elif right is not None and word in MISSPELLED.values():
+            kinds["misspelling"] += 1
+        else:
+            kinds["other word"] += 1
     return kinds
 
 
