@@ -17,7 +17,7 @@ CONSTRAINTS ?= constraints.txt
 export SEFT_BUILD_KUBE ?= 1
 # Unit + integration, then e2e, each on TEST_WORKERS pytest-xdist workers (one core each); the e2e
 # pipelines run in the two groups their xdist_group marks balance by hand (e2e-1: quickstart,
-# SELF/EVOLVE; e2e-2: spell-baselines with its failed stage and the paper's claim, the S3 outage).
+# SELF/EVOLVE; e2e-2: quickstart-baselines with its failed stage and the paper's claim, the S3 outage).
 # Then the node tier, alone: its one cluster is the machine's.
 TEST_WORKERS ?= 2
 

@@ -10,11 +10,11 @@
 The clients of (a) and (c) run in a process of their own, as clients do: in the server's process
 their threads would compete with it for the GIL.
 
-    python bench/services.py [--seconds 10] [--reviser runs/spell-baselines/adapt/reviser]
+    python bench/services.py [--seconds 10] [--reviser runs/quickstart/adapt/reviser]
 
 The model is a tiny Llama reviser on the spelling task (a right answer is one without a typo): by
 default trained here for a minute to keep right answers ([No Revise]) and fix the others ([Major
-Revise] + the right sentence); --reviser uses a trained one, e.g. spell-baselines.yaml's adaptive
+Revise] + the right sentence); --reviser uses a trained one, e.g. the quickstart's adaptive
 reviser."""
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--reviser", type=Path, help="a trained spelling reviser's model directory (default: train "
-                        "one here), e.g. runs/spell-baselines/adapt/reviser")
+                        "one here), e.g. runs/quickstart/adapt/reviser")
     args = parser.parse_args()
     torch.set_num_threads(1)
     console = Console()
