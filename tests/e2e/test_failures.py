@@ -68,6 +68,6 @@ def test_s3_server_gone_during_a_stage_then_back(tmp_path, s3_server, s3_env):
     assert "prepare: up to date, skipped" in fixed.stdout and "> warmup" in fixed.stdout
     report = json.loads((run_dir / "report.json").read_text())
     assert {"initial", "internal", "external"} <= set(report["metrics"]["policy"])
-    assert report["metrics"]["reviser"]["adaptive"]["sort-rule"]["all"]["n"] == 8 * 7
+    assert report["metrics"]["reviser"]["adaptive"]["spell-rule"]["all"]["n"] == 8 * 7
     assert S3_SECRET not in fixed.stdout + fixed.stderr
     assert direct.manifest("evaluate") is not None
