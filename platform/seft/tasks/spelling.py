@@ -40,8 +40,9 @@ def misspell(word: str) -> str:
 TYPOS = {w: typo(w) for w in WORDS}
 MISSPELLED = {w: misspell(w) for w in WORDS}
 CORRECT = {t: w for w, t in TYPOS.items()} | {m: w for w, m in MISSPELLED.items()}
+TYPO_WORDS, MISSPELLED_WORDS = frozenset(TYPOS.values()), frozenset(MISSPELLED.values())
 EXTRA_TYPO = 1 / 5
-assert len(set(TYPOS.values()) | set(MISSPELLED.values()) | set(WORDS)) == 3 * len(WORDS), \
+assert len(TYPO_WORDS | MISSPELLED_WORDS | set(WORDS)) == 3 * len(WORDS), \
     "typos, misspellings and words must all differ"
 
 
@@ -86,9 +87,9 @@ def error_kinds(prompt: list[dict], response: str) -> Counter:
     for right, word in zip_longest(answer, said):
         if word == right:
             kinds["right"] += 1
-        elif right is not None and word in TYPOS.values():
+        elif right is not None and word in TYPO_WORDS:
             kinds["typo"] += 1
-        elif right is not None and word in MISSPELLED.values():
+        elif right is not None and word in MISSPELLED_WORDS:
             kinds["misspelling"] += 1
         else:
             kinds["other word"] += 1
