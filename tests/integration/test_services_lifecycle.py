@@ -80,7 +80,9 @@ def test_a_cancelled_stream_stops_after_the_chunk_in_progress(endless):
 
 
 def test_shutdown_under_load_answers_every_accepted_call(tmp_path, major_reviser):
-    with Served(tmp_path, "reviser", "--model", str(major_reviser)) as served:
+    # Batches of 4 for 16 clients: a dozen calls wait at any moment, so the signal always finds
+    # calls in flight (with batches of 16 it could land between one batch's answers and the next).
+    with Served(tmp_path, "reviser", "--model", str(major_reviser), "--max-batch", "4") as served:
         outcomes: list = []
         threads = hammer(served.endpoint, 16, threading.Event(), outcomes)
         while len(outcomes) < 32:  # under load: the 16 clients have had answers, and call again
@@ -109,7 +111,9 @@ CLIENTS, CALLS = 32, 10  # the long soak (minutes of load) is bench/soak.py
 
 
 def test_32_clients_against_the_reviser_every_call_answered(tmp_path, major_reviser):
-    with Served(tmp_path, "reviser", "--model", str(major_reviser)) as served:
+    # Batches of 4 for 16 clients: a dozen calls wait at any moment, so the signal always finds
+    # calls in flight (with batches of 16 it could land between one batch's answers and the next).
+    with Served(tmp_path, "reviser", "--model", str(major_reviser), "--max-batch", "4") as served:
         outcomes: list = []
         for t in hammer(served.endpoint, CLIENTS, threading.Event(), outcomes, calls=CALLS):
             t.join(timeout=300)
