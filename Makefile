@@ -15,9 +15,11 @@ CONSTRAINTS ?= constraints.txt
 # once (about 20 min cold on 2 cores, apt as root, cached in ~/.cache/seft-kube) when missing, in
 # the background while the other tests run. SEFT_BUILD_KUBE=0 skips those tests instead.
 export SEFT_BUILD_KUBE ?= 1
-# Unit + integration, then e2e, each on TEST_WORKERS pytest-xdist workers (one core each); the e2e
-# pipelines run in the two groups their xdist_group marks balance by hand (e2e-1: quickstart,
-# SELF/EVOLVE; e2e-2: quickstart-baselines with its failed stage and the paper's claim, the S3 outage).
+# Unit, integration and e2e in one run on TEST_WORKERS pytest-xdist workers (one core each), so a
+# worker that finishes its e2e pipelines takes up the small tests while the other's pipeline runs.
+# xdist starts the largest groups first: the played API server's ("kube"), then the e2e pipelines
+# in the two groups their xdist_group marks balance by hand (e2e-2: quickstart-baselines with its
+# failed stage and the paper's claim, the S3 outage; e2e-1: quickstart, SELF/EVOLVE).
 # Then the node tier, alone: its one cluster is the machine's.
 TEST_WORKERS ?= 2
 
@@ -46,8 +48,7 @@ smollm2: setup
 
 test: setup
 	@if [ "$$SEFT_BUILD_KUBE" = 1 ]; then bash scripts/build_kube.sh > .kube-build.log 2>&1 & fi; \
-	$(VENV)/bin/pytest -m "not e2e and not node" -n $(TEST_WORKERS) --dist loadgroup && \
-	$(VENV)/bin/pytest -m e2e -n $(TEST_WORKERS) --dist loadgroup && \
+	$(VENV)/bin/pytest -m "not node" -n $(TEST_WORKERS) --dist loadgroup && \
 	$(VENV)/bin/pytest -m node
 
 protos: setup
