@@ -302,7 +302,7 @@ def test_a_lora_reviser_learns_its_new_label_tokens_and_its_merged_model_serves_
     write_jsonl(tmp_path / "reviser.jsonl", ({"prompt": reviser_prompt(p, " ".join(map(str, n))),
                                               "completion": [{"role": "assistant", "content": "[Major Revise] 1 2 3"}]}
                                              for p, n in prompts))
-    config, out = job(tmp_path, sorting_base, tmp_path / "reviser.jsonl", deepspeed=deepspeed, max_steps=80,
+    config, out = job(tmp_path, sorting_base, tmp_path / "reviser.jsonl", deepspeed=deepspeed, max_steps=120,
                       learning_rate=1e-2, logging_steps=16, add_tokens=labels, lora={"rank": 8, "alpha": 16},
                       gradient_checkpointing=deepspeed is None)  # recomputation with frozen inputs, too
     proc = subprocess.run([sys.executable, "-m", "seft.cli", "train", "--config", str(config), "--nproc-per-node", "2"],
