@@ -111,9 +111,7 @@ CLIENTS, CALLS = 32, 10  # the long soak (minutes of load) is bench/soak.py
 
 
 def test_32_clients_against_the_reviser_every_call_answered(tmp_path, major_reviser):
-    # Batches of 4 for 16 clients: a dozen calls wait at any moment, so the signal always finds
-    # calls in flight (with batches of 16 it could land between one batch's answers and the next).
-    with Served(tmp_path, "reviser", "--model", str(major_reviser), "--max-batch", "4") as served:
+    with Served(tmp_path, "reviser", "--model", str(major_reviser)) as served:
         outcomes: list = []
         for t in hammer(served.endpoint, CLIENTS, threading.Event(), outcomes, calls=CALLS):
             t.join(timeout=300)
