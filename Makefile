@@ -16,10 +16,10 @@ CONSTRAINTS ?= constraints.txt
 # the background while the other tests run. SEFT_BUILD_KUBE=0 skips those tests instead.
 export SEFT_BUILD_KUBE ?= 1
 # Unit, integration and e2e in one run on TEST_WORKERS pytest-xdist workers (one core each), so a
-# worker that finishes its e2e pipelines takes up the small tests while the other's pipeline runs.
-# xdist starts the largest groups first: the played API server's ("kube"), then the e2e pipelines
+# worker done with its share takes up more while the other's pipeline runs. The e2e pipelines run
 # in the two groups their xdist_group marks balance by hand (e2e-2: quickstart-baselines with its
-# failed stage and the paper's claim, the S3 outage; e2e-1: quickstart, SELF/EVOLVE).
+# failed stage and the paper's claim, the S3 outage; e2e-1: quickstart, SELF/EVOLVE); which group
+# xdist starts when is its own choice (once, e2e-1 ran last, alone).
 # Then the node tier, alone: its one cluster is the machine's.
 TEST_WORKERS ?= 2
 
