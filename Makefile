@@ -18,8 +18,10 @@ export SEFT_BUILD_KUBE ?= 1
 # Unit, integration and e2e in one run on TEST_WORKERS pytest-xdist workers (one core each), so a
 # worker done with its share takes up more while the other's pipeline runs. The e2e pipelines run
 # in the two groups their xdist_group marks balance by hand (e2e-2: quickstart-baselines with its
-# failed stage and the paper's claim, the S3 outage; e2e-1: quickstart, SELF/EVOLVE); which group
-# xdist starts when is its own choice (once, e2e-1 ran last, alone).
+# failed stage and the paper's claim, the S3 outage; e2e-1: quickstart, SELF/EVOLVE), one on each
+# worker from the start: `--no-loadscope-reorder` hands out work in collection order, where
+# tests/e2e comes first. (xdist's default order, largest group first, gave one worker the kube
+# group and the other both e2e groups, the second of which then ran alone at the end.)
 # Then the node tier, alone: its one cluster is the machine's.
 TEST_WORKERS ?= 2
 
@@ -48,7 +50,7 @@ smollm2: setup
 
 test: setup
 	@if [ "$$SEFT_BUILD_KUBE" = 1 ]; then bash scripts/build_kube.sh > .kube-build.log 2>&1 & fi; \
-	$(VENV)/bin/pytest -m "not node" -n $(TEST_WORKERS) --dist loadgroup && \
+	$(VENV)/bin/pytest -m "not node" -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder && \
 	$(VENV)/bin/pytest -m node
 
 protos: setup
