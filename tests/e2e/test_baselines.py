@@ -9,7 +9,7 @@ things in turn:
 2. the report has every baseline reviser (per rank: benefit, improvement rate) and every baseline
    policy (the paper's Table 2) on the same held-out set, rated by an LLM judge too (a double on
    loopback, tests/judge_server.py);
-3. the paper's reviser claims (README "What the quickstart shows"): the adaptive reviser's
+3. the paper's reviser claims (README "Baselines", directions 1 and 2): the adaptive reviser's
    [No Revise] share falls with the original's quality (at least half at rank 0, at most 15% at
    rank 6) and its [Major Revise] share grows; on held-out rank 0-1 originals its improvement rate
    is at least every baseline reviser's (Aligner, the label reviser, the preliminary reviser),
