@@ -22,13 +22,12 @@ BASELINE_REVISERS = ("preliminary", "aligner", "label")
 def directions(report: dict) -> tuple[list[str], list[int]]:
     """The table's cells for one run, and the directions that hold."""
     metrics, headline = report["metrics"], report["summaries"]["evaluate"]["headline"]
-    critic = next(iter(metrics["policy"]["initial"]))  # the first critic, as the headline's
-    revisers = {name: by_critic[critic] for name, by_critic in metrics["reviser"].items()}
+    revisers = {name: by_critic[headline["critic"]] for name, by_critic in metrics["reviser"].items()}
     adaptive = revisers["adaptive"]
     no, major = ([adaptive[str(k)]["labels"][label] for k in range(7)] for label in ("no", "major"))
     rates = headline["improvement_rate_rank_0_1"]
     benefit, prelim_benefit = adaptive["0"]["mean_benefit"], revisers["preliminary"]["0"]["mean_benefit"]
-    reward = {name: by_critic[critic] for name, by_critic in metrics["policy"].items()}
+    reward = headline["policy_reward"]  # the first critic's, as the rates
     seft = reward["external"]
     holds = [
         no[0] >= NO_AT_BEST and no[6] <= NO_AT_WORST and major[0] < fmean(major[1:4]) < fmean(major[4:7]),

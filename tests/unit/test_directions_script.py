@@ -24,10 +24,10 @@ def report(no=NO, benefit_0=0.01, prelim_benefit_0=-0.1, adaptive_rate=0.9, poli
     plain = lambda k: {"no": 0.0, "major": 0.0, "minor": 0.0}  # noqa: E731
     revisers = {"preliminary": reviser(plain, prelim_benefit_0), "adaptive": adaptive,
                 "aligner": reviser(plain, -0.05), "label": reviser(plain, -0.05)}
-    return {"metrics": {"reviser": {name: {"rule": r} for name, r in revisers.items()},
-                        "policy": {name: {"rule": v} for name, v in policy.items()}},
-            "summaries": {"evaluate": {"headline": {"improvement_rate_rank_0_1": {
-                "preliminary": 0.5, "adaptive": adaptive_rate, "aligner": 0.6, "label": 0.55}}}}}
+    return {"metrics": {"reviser": {name: {"rule": r} for name, r in revisers.items()}},
+            "summaries": {"evaluate": {"headline": {
+                "critic": "rule", "policy_reward": policy, "improvement_rate_rank_0_1": {
+                    "preliminary": 0.5, "adaptive": adaptive_rate, "aligner": 0.6, "label": 0.55}}}}}
 
 
 def test_every_direction_holds_and_the_cells_carry_the_numbers():
