@@ -5,9 +5,11 @@ exactly its own results, in order.
 Calls gather only while the backend is busy: a call that finds it idle starts at once, with whatever
 is queued; calls that arrive during a batch make up the next one. Under steady load the callers of a
 batch come back for their next call a moment after it ends, so the next batch also waits for them:
-for as many calls as were queued when the last batch ended plus that batch's own, at most
-`max_wait_s` after it ended (else load splits into alternating part-size batches). A lone caller
-never waits.
+for as many calls as were queued when the last batch ended plus that batch's own (else load splits
+into alternating part-size batches), at most `max_wait_s` or half the last batch's time after it
+ended, whichever is longer: many callers take a while to come back (each answer and each next call
+costs the server's Python time), and a wait of half a batch for a full next one costs less than a
+part-size batch does. A lone caller never waits.
 
 A call may carry `stop` (per-item flags, true once its client has gone): a call stopped while it
 waits is dropped before its batch runs, and the batch's own `stop` tells the backend which rows
@@ -62,10 +64,10 @@ class DynamicBatcher:
             return None
 
     def _loop(self) -> None:
-        expected, last_end = 0, 0.0  # calls expected back after the last batch; when it ended
+        expected, last_end, last_took = 0, 0.0, 0.0  # calls expected back after the last batch; its end, its time
         while True:
             first = self._next(None)
-            deadline = last_end + self.max_wait_s  # past already when the backend was idle a while
+            deadline = last_end + max(self.max_wait_s, last_took / 2)  # past already when the backend was idle a while
             batch, size, passed = [first], len(first.items), []
             while size < self.max_items:
                 wait = deadline - time.monotonic() if len(batch) < expected else 0.0
@@ -78,8 +80,10 @@ class DynamicBatcher:
                 else:
                     passed.append(call)
             self.held = passed + self.held
+            started = time.monotonic()
             expected = self._execute(batch, size)
             last_end = time.monotonic()
+            last_took = last_end - started
 
     def _execute(self, batch: list[_Call], size: int) -> int:
         """Runs one batch; returns how many calls the next may wait for: those queued when it ended

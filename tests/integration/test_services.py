@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import grpc
+import torch
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
@@ -99,6 +100,30 @@ def test_major_revise_generates_after_the_label(major_reviser):
     assert out.text == "1 2 3" and out.completion_tokens == 1 + 3  # label + three numbers (EOS not counted)
     plain = TransformersReviser(CausalLM(str(major_reviser)), label_first=False)
     assert plain.revise([(msgs_dict(), "3 1 2")], SamplingParams(max_new_tokens=8))[0].label is None
+
+
+def test_generation_continued_from_a_prefill_equals_generation_from_scratch(base_model):
+    """The adaptive reviser generates its revisions from the label pass's KV cache: some rows of a
+    left-padded batch (reordered), each with one more token. Each row's next-token distribution
+    must be the one that row alone, computed from its whole sequence, has; and so its generation."""
+    lm = CausalLM(str(base_model))
+    seqs = [lm.encode(msgs_dict() + [{"role": "user", "content": " ".join(map(str, range(n)))}]) for n in (1, 6, 3, 9)]
+    logp, prefill = lm.prefill(seqs)
+    for i, s in enumerate(seqs):
+        assert torch.allclose(logp[i], lm.prefill([s])[0][0], atol=1e-5)
+    rows, extra = [3, 0], lm.tokenizer.convert_tokens_to_ids(["[Major Revise]", "[Minor Revise]"])
+    step = prefill.continue_with(rows, extra)
+    with torch.inference_mode():  # one decode step from the cache, as generate takes it
+        logits = lm.model(input_ids=step.ids[:, -1:], attention_mask=step.mask, cache=step.cache,
+                          position_ids=step.mask.sum(-1, keepdim=True) - 1).logits[:, -1]
+    step_logp = torch.log_softmax(logits, -1)
+    for k, (r, tok) in enumerate(zip(rows, extra)):
+        alone = lm.prefill([seqs[r] + [tok]])[0][0]
+        assert torch.allclose(step_logp[k], alone, atol=1e-5)
+        assert not torch.allclose(step_logp[k], lm.prefill([seqs[rows[1 - k]] + [tok]])[0][0], atol=1e-3)
+    params = SamplingParams(max_new_tokens=6, temperature=0.0)
+    continued = lm.generate(lm.prefill(seqs)[1].continue_with(rows, extra), params)
+    assert continued == [lm.generate([seqs[r] + [tok]], params)[0] for r, tok in zip(rows, extra)]
 
 
 def msgs_dict():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 
 import torch
 
@@ -29,6 +30,25 @@ def _rows(stop, rows: list[int]):
         return None
     keep = set(rows)
     return lambda: [flag for i, flag in enumerate(stop()) if i in keep]
+
+
+@dataclass
+class Prefill:
+    """A left-padded batch after one forward pass, with its KV cache: generation continues from it
+    without computing the prompts again."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    cache: object  # transformers' DynamicCache
+
+    def continue_with(self, rows: list[int], tokens: list[int]) -> Prefill:
+        """Rows `rows` only (in that order), each with one more token to feed (`tokens[i]`). The
+        cache is changed in place: this prefill is spent."""
+        index = torch.tensor(rows, device=self.ids.device)
+        self.cache.batch_select_indices(index)
+        extra = torch.tensor(tokens, device=self.ids.device).unsqueeze(-1)
+        return Prefill(torch.cat([self.ids[index], extra], -1),
+                       torch.cat([self.mask[index], torch.ones_like(extra)], -1), self.cache)
 
 
 class CausalLM:
@@ -58,13 +78,18 @@ class CausalLM:
         return ids, mask
 
     @torch.inference_mode()
-    def generate(self, seqs: list[list[int]], params: SamplingParams, stop=None) -> list[list[int]]:
-        """New token ids for each prompt (up to, not including, EOS). stop: per-row flags polled at
-        every step; a flagged row stops (its call was cancelled)."""
+    def generate(self, seqs: list[list[int]] | Prefill, params: SamplingParams, stop=None) -> list[list[int]]:
+        """New token ids for each prompt (up to, not including, EOS); `seqs` may be a Prefill, whose
+        cached tokens are not computed again. stop: per-row flags polled at every step; a flagged
+        row stops (its call was cancelled)."""
         from transformers import StoppingCriteriaList
 
-        ids, mask = self._left_pad(seqs)
         kwargs = {"do_sample": params.temperature > 0}
+        if isinstance(seqs, Prefill):
+            ids, mask = seqs.ids, seqs.mask
+            kwargs["cache"] = seqs.cache
+        else:
+            ids, mask = self._left_pad(seqs)
         if stop is not None:
             kwargs["stopping_criteria"] = StoppingCriteriaList([_StopRows(stop)])
         if kwargs["do_sample"]:
@@ -81,12 +106,17 @@ class CausalLM:
         return results
 
     @torch.inference_mode()
-    def next_token_logprobs(self, seqs: list[list[int]]) -> torch.Tensor:
-        """log p(next token | seq) over the vocabulary, for each seq: one forward pass."""
+    def prefill(self, seqs: list[list[int]]) -> tuple[torch.Tensor, Prefill]:
+        """log p(next token | seq) over the vocabulary for each seq, from one forward pass, and the
+        batch's KV cache to generate from."""
+        from transformers import DynamicCache
+
         ids, mask = self._left_pad(seqs)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1]
-        return torch.log_softmax(logits.float(), dim=-1)
+        cache = DynamicCache(config=self.model.config)
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
+                            use_cache=True, logits_to_keep=1).logits[:, -1]
+        return torch.log_softmax(logits.float(), dim=-1), Prefill(ids, mask, cache)
 
     @torch.inference_mode()
     def continuation_logprobs(self, seqs: list[list[int]], continuation: list[int]) -> torch.Tensor:
@@ -119,7 +149,7 @@ class TransformersReviser:
     at temperature > 0) by scoring the three label strings (one forward pass when each label is
     a single token, as when they are added to the tokenizer as special tokens): a [No Revise] costs exactly the
     label's tokens and returns the original verbatim. Otherwise it generates the revision after
-    the label. label_first=False: a preliminary reviser that always revises."""
+    the label, continuing from that pass's KV cache (the prompt is not computed twice). label_first=False: a preliminary reviser that always revises."""
 
     def __init__(self, lm: CausalLM, label_first: bool = True):
         self.lm = lm
@@ -127,10 +157,14 @@ class TransformersReviser:
         self.label_ids = {label: lm.tokenizer(label.value, add_special_tokens=False)["input_ids"]
                           for label in Label}
 
-    def choose_labels(self, seqs: list[list[int]], params: SamplingParams, force_revise: bool = False) -> list[Label]:
+    def choose_labels(self, seqs: list[list[int]], params: SamplingParams,
+                      force_revise: bool = False) -> tuple[list[Label], Prefill | None]:
+        """The labels, and where the labels are single tokens, the prompts' prefill (one pass) for
+        the revisions to continue from."""
         labels = [lb for lb in Label if not (force_revise and lb is Label.NO)]
-        if all(len(self.label_ids[lb]) == 1 for lb in labels):  # labels are single tokens: one pass
-            logp = self.lm.next_token_logprobs(seqs)
+        prefill = None
+        if all(len(self.label_ids[lb]) == 1 for lb in labels):
+            logp, prefill = self.lm.prefill(seqs)
             scores = torch.stack([logp[:, self.label_ids[lb][0]] for lb in labels], -1)
         else:
             scores = torch.stack([self.lm.continuation_logprobs(seqs, self.label_ids[lb]) for lb in labels], -1)
@@ -138,7 +172,7 @@ class TransformersReviser:
             picks = torch.multinomial(torch.softmax(scores / params.temperature, -1), 1).squeeze(-1)
         else:
             picks = scores.argmax(-1)
-        return [labels[i] for i in picks.tolist()]
+        return [labels[i] for i in picks.tolist()], prefill
 
     def revise(self, items: list[tuple[list[dict], str]], params: SamplingParams,
                force_revise: bool = False, stop=None) -> list[Revision]:
@@ -146,12 +180,14 @@ class TransformersReviser:
         with self.lm.lock:
             if params.seed is not None:
                 torch.manual_seed(params.seed)
-            labels = self.choose_labels(seqs, params, force_revise) if self.label_first else [None] * len(seqs)
+            labels, prefill = (self.choose_labels(seqs, params, force_revise) if self.label_first
+                               else ([None] * len(seqs), None))
             todo = [i for i, lb in enumerate(labels) if lb is not Label.NO]
             outs = {}
             if todo:
-                prefixed = [seqs[i] + (self.label_ids[labels[i]] if labels[i] else []) for i in todo]
-                outs = dict(zip(todo, self.lm.generate(prefixed, params, _rows(stop, todo))))
+                inputs = (prefill.continue_with(todo, [self.label_ids[labels[i]][0] for i in todo]) if prefill
+                          else [seqs[i] + (self.label_ids[labels[i]] if labels[i] else []) for i in todo])
+                outs = dict(zip(todo, self.lm.generate(inputs, params, _rows(stop, todo))))
         results = []
         for i, ((_, original), label) in enumerate(zip(items, labels)):
             label_cost = len(self.label_ids[label]) if label else 0
