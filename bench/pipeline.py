@@ -1,7 +1,7 @@
 """The platform's overhead on a whole pipeline: the quickstart's work through `seft run`, then the
 same work as a bare loop in this one process, side by side.
 
-    python bench/pipeline.py [--spec examples/quickstart.yaml] [--set FIELD=VALUE ...]
+    python bench/pipeline.py [--spec examples/quickstart.yaml] [--set FIELD=VALUE ...] [--keep DIR]
 
 The bare loop redoes every stage's compute on the run's own inputs: each training from the
 TrainJob the run wrote (<stage>/<name>.train.yaml: same model, data, steps and batch size) by
@@ -15,6 +15,7 @@ platform's cost: process and import start-up, services, the store, running train
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import subprocess
@@ -114,6 +115,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spec", type=Path, default=ROOT / "examples" / "quickstart.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    parser.add_argument("--keep", type=Path, help="work in this new directory and keep it (the run's report, logs) "
+                        "instead of a temporary one")
     args = parser.parse_args()
     torch.set_num_threads(1)
     transformers.utils.logging.disable_progress_bar()
@@ -122,7 +125,10 @@ def main() -> int:
     spec = load_spec(args.spec, args.set)
     if spec.recipe != "seft" or spec.baselines or not spec.bootstrap:
         raise SystemExit("bench/pipeline.py measures a SEFT spec with a bootstrap and no baselines (the quickstart)")
-    with tempfile.TemporaryDirectory(prefix="seft-bench-") as tmp:
+    if args.keep:
+        args.keep.mkdir(parents=True)  # a new one: a finished run there would be skipped, not measured
+    with (contextlib.nullcontext(str(args.keep.resolve())) if args.keep
+          else tempfile.TemporaryDirectory(prefix="seft-bench-")) as tmp:
         tmp = Path(tmp)
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "seft.cli", "run", str(args.spec.resolve()), "--workdir",

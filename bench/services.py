@@ -4,6 +4,10 @@
   (b) revisions/s of the adaptive reviser stopping at [No Revise] vs the same model forced to
       revise (force_revise), on a set where half the originals are already right, in calls of 64
       (the pipeline's services.batch_size), with the shares of strong and weak originals it kept;
+      and its ceiling: the ratio if the revising part of a call cost in proportion to the rows it
+      revises. Both ways pay the one pass over the prompts that picks the label (and that the
+      revisions continue from), so the ceiling is 1 / (p + (1 - p) r), p the share of a forced
+      call that pass takes, r the share of rows revised;
   (c) the time of one call through gRPC on loopback vs calling the backend in-process, at batch
       1 and 32, over originals half strong and half weak.
 
@@ -120,6 +124,16 @@ def median_seconds(fn, repeat: int = 20) -> float:
     return statistics.median(times)
 
 
+def label_pass_share(backend: TransformersReviser, work: list, size: int = 64) -> float:
+    """The share of a forced call (in-process, calls of `size`) that its pass over the prompts takes."""
+    params = SamplingParams(max_new_tokens=SAMPLING.max_new_tokens, temperature=0.0)
+    batches = [work[i:i + size] for i in range(0, len(work), size)]
+    seqs = [[backend.lm.encode(reviser_prompt(p, o)) for p, o in b] for b in batches]
+    label_pass = median_seconds(lambda: [backend.choose_labels(s, params, force_revise=True) for s in seqs], 5)
+    forced = median_seconds(lambda: [backend.revise(b, params, force_revise=True) for b in batches], 5)
+    return label_pass / forced
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -142,6 +156,7 @@ def main() -> None:
                              in_child(_clients, srv.endpoint, work, 16, args.seconds), "revisions/s"))
             finally:
                 srv.stop(grace=1)
+        rows[-1] += (rows[-1][2] / rows[-2][2],)
 
         srv = Server({"reviser": backend}).start()
         try:
@@ -154,8 +169,13 @@ def main() -> None:
                     kept_weak = sum(not x.revised for x in out[1::2]) / len(out[1::2])
                     rows.append(("b", f"{'forced to revise' if force else 'adaptive'} (kept {kept_strong:.0%} of "
                                       f"strong, {kept_weak:.0%} of weak)", r, "revisions/s"))
+            rows[-1] += (rows[-1][2] / rows[-2][2],)
+            revised = sum(x.revised for x in out) / len(out)
         finally:
             srv.stop(grace=1)
+        share = label_pass_share(backend, work)
+        rows.append(("b", f"ceiling: the label pass is {share:.0%} of a forced call, {revised:.0%} of rows "
+                          "revised", None, "", 1 / (share + (1 - share) * revised)))
 
         # (c) gRPC round trip (from a client process) vs in-process, batching off: no wait budget
         # in the round trip. Each measures a run of calls over half strong, half weak originals.
@@ -167,18 +187,15 @@ def main() -> None:
                 local = median_seconds(lambda: [backend.revise(b, params) for b in batches]) / calls
                 remote = in_child(_remote_seconds, srv.endpoint, batches) / calls
                 rows.append(("c", f"batch {n}: in-process", local * 1000, "ms/call"))
-                rows.append(("c", f"batch {n}: gRPC on loopback", remote * 1000, "ms/call"))
+                rows.append(("c", f"batch {n}: gRPC on loopback", remote * 1000, "ms/call", remote / local))
         finally:
             srv.stop(grace=1)
 
     table = Table(title="seft services on a tiny reviser (one torch thread per process)")
     for col in ("", "measurement", "value", "unit", "ratio"):
         table.add_column(col, justify="right" if col in ("value", "ratio") else "left")
-    for i, (group, name, value, unit) in enumerate(rows):
-        ratio = ""
-        if i % 2 == 1 and rows[i - 1][0] == group:
-            ratio = f"{value / rows[i - 1][2]:.2f}x"
-        table.add_row(group, name, f"{value:,.1f}", unit, ratio)
+    for group, name, value, unit, *ratio in rows:  # a row's ratio: its value over the baseline's above
+        table.add_row(group, name, "" if value is None else f"{value:,.1f}", unit, f"{ratio[0]:.2f}x" if ratio else "")
     console.print(table)
 
 
