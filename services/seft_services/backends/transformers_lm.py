@@ -147,9 +147,10 @@ class TransformersGenerator:
 class TransformersReviser:
     """label_first=True: the adaptive reviser. It picks the most likely label (or samples one,
     at temperature > 0) by scoring the three label strings (one forward pass when each label is
-    a single token, as when they are added to the tokenizer as special tokens): a [No Revise] costs exactly the
-    label's tokens and returns the original verbatim. Otherwise it generates the revision after
-    the label, continuing from that pass's KV cache (the prompt is not computed twice). label_first=False: a preliminary reviser that always revises."""
+    a single token, as when they are added to the tokenizer as special tokens): a [No Revise]
+    costs exactly the label's tokens and returns the original verbatim. Otherwise it generates
+    the revision after the label, continuing from that pass's KV cache (the prompt is not
+    computed twice). label_first=False: a preliminary reviser that always revises."""
 
     def __init__(self, lm: CausalLM, label_first: bool = True):
         self.lm = lm
