@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -199,5 +200,48 @@ def test_callers_coming_back_after_a_batch_join_one_batch():
     results, errors = in_threads(4, lambda i: [batcher.submit([f"{i}-{k}"]) for k in range(2)],
                                  lambda: (wait_for(lambda: batcher.queue.qsize() == 4), gate.set()))
     first.join()
+    assert errors == [None] * 4 and results == [[[f"{i}-0"], [f"{i}-1"]] for i in range(4)]
+    assert sizes == [1, 4, 4]
+
+
+def test_after_a_long_batch_its_callers_have_half_its_time_to_come_back(monkeypatch):
+    """A 1 ms budget is less than a long batch's callers need to come back: after a batch that
+    took 100 s (by a test double of the batcher's clock) the next one waits up to 50 s for them.
+    The test sends their next calls one at a time, each only once the batcher has taken the one
+    before (and then some 10 ms later), and they still make one batch."""
+    from seft_services import batching
+
+    now = [0.0]
+    monkeypatch.setattr(batching, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    sizes, gate = [], threading.Event()
+    go_on = [threading.Event() for _ in range(4)]
+
+    def run(items, key, stop):
+        sizes.append(len(items))
+        if len(sizes) == 1:  # the lone call: the backend is busy while the four queue up
+            assert gate.wait(timeout=60)
+        elif len(sizes) == 2:
+            now[0] += 100.0  # the four's batch takes 100 s
+        return items
+
+    def caller(i):
+        first = batcher.submit([f"{i}-0"])
+        assert go_on[i].wait(timeout=60)
+        return [first, batcher.submit([f"{i}-1"])]
+
+    def send_one_by_one():
+        wait_for(lambda: batcher.queue.qsize() == 4)
+        gate.set()
+        for i in range(4):
+            wait_for(lambda: len(sizes) == 2 and batcher.queue.unfinished_tasks == 5 + i)  # calls put so far
+            go_on[i].set()
+            wait_for(lambda: batcher.queue.unfinished_tasks == 6 + i and batcher.queue.qsize() == 0)  # taken
+
+    batcher = DynamicBatcher(run, max_items=64, max_wait_s=0.001)
+    lone = threading.Thread(target=batcher.submit, args=(["lone"],))
+    lone.start()
+    wait_for(lambda: sizes)
+    results, errors = in_threads(4, caller, send_one_by_one)
+    lone.join()
     assert errors == [None] * 4 and results == [[[f"{i}-0"], [f"{i}-1"]] for i in range(4)]
     assert sizes == [1, 4, 4]
