@@ -57,7 +57,8 @@ def register(sub) -> None:
     sv.add_argument("--max-message-bytes", type=positive, default=64 << 20, help="largest gRPC message in or out")
     sv.add_argument("--batch-wait-ms", type=float, default=5.0,
                     help="calls gather into one batch while the backend is busy; under load a batch waits up "
-                         "to this long after the last one for its callers to return (0: batching off)")
+                         "to this long, or half the last batch's time if longer, after the last one for its "
+                         "callers to return (0: batching off)")
     sv.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (0: any free port)")
     sv.add_argument("--tls-cert", help="PEM certificate: serve TLS")
     sv.add_argument("--tls-key", help="PEM private key of --tls-cert")
