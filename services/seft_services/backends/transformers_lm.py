@@ -116,6 +116,9 @@ class CausalLM:
         cache = DynamicCache(config=self.model.config)
         logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
                             use_cache=True, logits_to_keep=1).logits[:, -1]
+        if cache.get_seq_length() != ids.shape[1]:  # a transformers that ignores `cache=`: never generate from it
+            raise RuntimeError(f"{type(self.model).__name__} did not fill the KV cache it was given "
+                               "(transformers too old for `cache=`?)")
         return torch.log_softmax(logits.float(), dim=-1), Prefill(ids, mask, cache)
 
     @torch.inference_mode()
