@@ -50,6 +50,7 @@ from seft_services.protocol import SamplingParams  # noqa: E402
 from seft_services.server import Server  # noqa: E402
 
 SAMPLING = Sampling(max_new_tokens=12, temperature=0.0)
+PARAMS = SamplingParams(max_new_tokens=SAMPLING.max_new_tokens, temperature=0.0)  # the same, for the backend
 STEPS = int(os.environ.get("SEFT_BENCH_STEPS", "1000"))
 
 
@@ -102,19 +103,9 @@ def _local_and_remote_seconds(model: str, endpoint: str, batches: list, out) -> 
     server, measured in turns so that the machine's changes of pace hit both alike."""
     torch.set_num_threads(1)
     backend = TransformersReviser(CausalLM(model))
-    params = SamplingParams(max_new_tokens=SAMPLING.max_new_tokens, temperature=0.0)
-    local, remote = [], []
     with ReviserClient(endpoint, batch_size=64) as client:
-        runs = [(local, lambda: [backend.revise(b, params) for b in batches]),
-                (remote, lambda: [client.revise(b, SAMPLING) for b in batches])]
-        for _, fn in runs:
-            fn()  # warm up
-        for _ in range(20):
-            for times, fn in runs:
-                t = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - t)
-    out.put((statistics.median(local), statistics.median(remote)))
+        out.put(median_seconds(lambda: [backend.revise(b, PARAMS) for b in batches],
+                               lambda: [client.revise(b, SAMPLING) for b in batches]))
 
 
 def in_child(fn, *args):
@@ -129,23 +120,26 @@ def in_child(fn, *args):
     return result
 
 
-def median_seconds(fn, repeat: int = 20) -> float:
-    fn()  # warm up
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
+def median_seconds(*fns, repeat: int = 20) -> list[float]:
+    """The median time of each fn, run in turns (after one warm-up each)."""
+    times = [[] for _ in fns]
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    for _ in range(repeat):
+        for fn, ts in zip(fns, times):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+    return [statistics.median(ts) for ts in times]
 
 
 def label_pass_share(backend: TransformersReviser, work: list, size: int = 64) -> float:
     """The share of a forced call (in-process, calls of `size`) that its pass over the prompts takes."""
-    params = SamplingParams(max_new_tokens=SAMPLING.max_new_tokens, temperature=0.0)
     batches = [work[i:i + size] for i in range(0, len(work), size)]
-    seqs = [[backend.lm.encode(reviser_prompt(p, o)) for p, o in b] for b in batches]
-    label_pass = median_seconds(lambda: [backend.choose_labels(s, params, force_revise=True) for s in seqs], 5)
-    forced = median_seconds(lambda: [backend.revise(b, params, force_revise=True) for b in batches], 5)
+    seqs = [backend.encode(b) for b in batches]
+    label_pass, forced = median_seconds(lambda: [backend.choose_labels(s, PARAMS, force_revise=True) for s in seqs],
+                                        lambda: [backend.revise(b, PARAMS, force_revise=True) for b in batches],
+                                        repeat=5)
     return label_pass / forced
 
 
@@ -178,7 +172,7 @@ def main() -> None:
             with ReviserClient(srv.endpoint, batch_size=64) as client:
                 # (b) adaptive vs forced, half the originals strong
                 for force in (True, False):
-                    r = len(work) / median_seconds(lambda: client.revise(work, SAMPLING, force_revise=force), 5)
+                    r = len(work) / median_seconds(lambda: client.revise(work, SAMPLING, force_revise=force), repeat=5)[0]
                     out = client.revise(work, SAMPLING, force_revise=force)
                     kept_strong = sum(not x.revised for x in out[0::2]) / len(out[0::2])
                     kept_weak = sum(not x.revised for x in out[1::2]) / len(out[1::2])

@@ -161,6 +161,10 @@ class TransformersReviser:
         self.label_ids = {label: lm.tokenizer(label.value, add_special_tokens=False)["input_ids"]
                           for label in Label}
 
+    def encode(self, items: list[tuple[list[dict], str]]) -> list[list[int]]:
+        """The reviser's input ids for each (prompt, original)."""
+        return [self.lm.encode(reviser_prompt(prompt, original)) for prompt, original in items]
+
     def choose_labels(self, seqs: list[list[int]], params: SamplingParams,
                       force_revise: bool = False) -> tuple[list[Label], Prefill | None]:
         """The labels, and where the labels are single tokens, the prompts' prefill (one pass) for
@@ -180,7 +184,7 @@ class TransformersReviser:
 
     def revise(self, items: list[tuple[list[dict], str]], params: SamplingParams,
                force_revise: bool = False, stop=None) -> list[Revision]:
-        seqs = [self.lm.encode(reviser_prompt(prompt, original)) for prompt, original in items]
+        seqs = self.encode(items)
         with self.lm.lock:
             if params.seed is not None:
                 torch.manual_seed(params.seed)
