@@ -1,19 +1,18 @@
-"""The local executor: `seft run`. Services run as loopback gRPC servers (`seft serve`
-subprocesses), training as torchrun subprocesses, artifacts in the run's store.
+"""The local executor: `seft run`. Services run as loopback gRPC servers (`seft serve` in
+processes forked from a preloaded fork server: seft.executors.forked), training as torchrun
+subprocesses, artifacts in the run's store.
 
 A stage whose published manifest has the fingerprint of its current parameters and inputs is
 skipped, so a run resumes after a crash at the stage that was interrupted."""
 
 from __future__ import annotations
 
-import ctypes
 import json
+import multiprocessing
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from seft.errors import SeftError
+from seft.executors import forked
 from seft.runstate import RUNS, RunState
 from seft.spec import PipelineSpec
 from seft.stages import Ref, ServiceSpec, SpecView, Stage
@@ -29,12 +29,6 @@ from seft.train import failure, torchrun_command, train_job
 
 SERVICE_START_TIMEOUT = 600.0
 LOSS = re.compile(r"'loss': '?([0-9.eE+-]+)")  # a Trainer log line
-
-
-def _die_with_parent() -> None:
-    """Children get SIGTERM if the executor dies (even by SIGKILL): no orphaned servers."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def child_env() -> dict[str, str]:
@@ -63,7 +57,8 @@ def _last_loss(procs: dict) -> str:
 
 
 def serve_argv(svc: ServiceSpec, model: str | None, port_file: Path, max_batch: int) -> list[str]:
-    args = [sys.executable, "-m", "seft.cli", "serve", svc.kind, "--host", "127.0.0.1", "--port", "0",
+    """`seft serve`'s arguments for one service."""
+    args = ["serve", svc.kind, "--host", "127.0.0.1", "--port", "0",
             "--port-file", str(port_file), "--max-batch", str(max_batch)]
     if model is not None:
         args += ["--model", model]
@@ -111,40 +106,37 @@ class Context:
     def services(self):
         """Start this stage's services in parallel; yield {name: endpoint}; stop them after."""
         named = self.plan.services
-        procs: dict[str, tuple[subprocess.Popen, Path, Path]] = {}
+        procs: dict[str, tuple[multiprocessing.Process, Path, Path]] = {}
         run_dir = self.work / ".services"
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
-            for name, svc in named.items():  # spawned from this thread: PDEATHSIG is per thread
+            for name, svc in named.items():
                 port_file = run_dir / f"{self.stage}-{name}.port"
                 port_file.unlink(missing_ok=True)
                 log = self.logs / f"{self.stage}-{name}.log"
-                with log.open("w") as handle:
-                    argv = serve_argv(svc, self.path(svc.model) if svc.model else None, port_file,
-                                      self.full_spec.services.max_batch)
-                    proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=child_env(),
-                                            preexec_fn=_die_with_parent)
-                procs[name] = (proc, port_file, log)
+                argv = serve_argv(svc, self.path(svc.model) if svc.model else None, port_file,
+                                  self.full_spec.services.max_batch)
+                procs[name] = (forked.start(argv, log, child_env()), port_file, log)
             endpoints = {name: self._wait_ready(name, *entry) for name, entry in procs.items()}
             yield endpoints
         finally:
             for proc, _, _ in procs.values():
-                if proc.poll() is None:
+                if proc.exitcode is None:
                     proc.terminate()
             for proc, _, _ in procs.values():
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
+                proc.join(timeout=30)
+                if proc.exitcode is None:
                     proc.kill()
+                    proc.join()
 
-    def _wait_ready(self, name: str, proc: subprocess.Popen, port_file: Path, log: Path) -> str:
+    def _wait_ready(self, name: str, proc: multiprocessing.Process, port_file: Path, log: Path) -> str:
         import grpc
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
         deadline = time.monotonic() + SERVICE_START_TIMEOUT
         while not port_file.exists():
-            if proc.poll() is not None:
-                raise SeftError(f"service {name!r} exited with {proc.returncode} while starting; "
+            if proc.exitcode is not None:
+                raise SeftError(f"service {name!r} exited with {proc.exitcode} while starting; "
                                 f"log {log}:\n{_tail(log)}")
             if time.monotonic() > deadline:
                 raise SeftError(f"service {name!r} did not start in {SERVICE_START_TIMEOUT:.0f}s; log {log}")
@@ -171,7 +163,7 @@ class Context:
                 with log.open("w") as handle:
                     procs[name] = (subprocess.Popen(torchrun_command(config, t.training.nproc_per_node),
                                                     stdout=handle, stderr=subprocess.STDOUT, env=child_env(),
-                                                    preexec_fn=_die_with_parent), log)
+                                                    preexec_fn=forked.die_with_parent), log)
             with self.console.status(f"  training {', '.join(jobs)} (torchrun)") as status:
                 for name, (proc, log) in procs.items():
                     while proc.poll() is None:
