@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from seft.client import CriticClient
-from seft.executors.forked import die_with_parent
+from seft.executors.local import _die_with_parent
 from seft_services.backends.critics import RuleCritic
 from seft_services.server import Server
 
@@ -25,7 +25,7 @@ def test_children_spawned_while_channels_are_open_all_start():
         with CriticClient(srv.endpoint) as client:
             codes = []
             for i in range(300):
-                codes.append(subprocess.run(["true"], preexec_fn=die_with_parent).returncode)
+                codes.append(subprocess.run(["true"], preexec_fn=_die_with_parent).returncode)
                 if i % 10 == 0:  # the channel stays busy between spawns
                     assert client.score([(prompt, "1 2")]) == [1.0]
         assert codes == [0] * 300

@@ -7,7 +7,6 @@ parent is the fork server, which lives while any of them does, so PDEATHSIG cann
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
 import select
@@ -23,12 +22,6 @@ PRELOAD = ["torch", "transformers.modeling_utils", "transformers.models.auto.mod
 
 _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(PRELOAD)
-
-
-def die_with_parent() -> None:
-    """Get SIGTERM when the parent dies (even by SIGKILL): no orphaned servers."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def start(argv: list[str], log: Path, env: dict[str, str]) -> multiprocessing.Process:

@@ -7,11 +7,13 @@ skipped, so a run resumes after a crash at the stage that was interrupted."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import multiprocessing
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from contextlib import contextmanager
@@ -29,6 +31,12 @@ from seft.train import failure, torchrun_command, train_job
 
 SERVICE_START_TIMEOUT = 600.0
 LOSS = re.compile(r"'loss': '?([0-9.eE+-]+)")  # a Trainer log line
+
+
+def _die_with_parent() -> None:
+    """Trainings get SIGTERM if the executor dies (even by SIGKILL): no orphaned workers."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def child_env() -> dict[str, str]:
@@ -163,7 +171,7 @@ class Context:
                 with log.open("w") as handle:
                     procs[name] = (subprocess.Popen(torchrun_command(config, t.training.nproc_per_node),
                                                     stdout=handle, stderr=subprocess.STDOUT, env=child_env(),
-                                                    preexec_fn=forked.die_with_parent), log)
+                                                    preexec_fn=_die_with_parent), log)
             with self.console.status(f"  training {', '.join(jobs)} (torchrun)") as status:
                 for name, (proc, log) in procs.items():
                     while proc.poll() is None:
