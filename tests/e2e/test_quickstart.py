@@ -52,14 +52,17 @@ def stage_state(run_dir: Path, stage: str) -> str | None:
         return None
 
 
-def our_processes(marker: str) -> list[str]:
+def our_processes(run_dir: Path) -> list[str]:
+    """The command lines of processes that name `run_dir` in theirs (torchrun) or hold a file under
+    it open (a forked service or training: its log is its stdout; its command line is the fork server's)."""
     out = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            files = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
         except OSError:
             continue
-        if marker in cmd:
+        if str(run_dir) in cmd or any(f.startswith(f"{run_dir}/") for f in files):
             out.append(cmd)
     return out
 
@@ -84,6 +87,7 @@ def test_quickstart_on_s3_kill_resume_skip_and_report(tmp_path, s3_server, s3_en
             assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
             assert time.monotonic() < deadline
             time.sleep(0.5)
+        assert our_processes(run_dir)  # the training, at least: what must be gone after the kill
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     before = {stage: artifact_hashes(store, stage) for stage in EARLIER}
@@ -91,10 +95,10 @@ def test_quickstart_on_s3_kill_resume_skip_and_report(tmp_path, s3_server, s3_en
     assert store.manifest("adapt") is None  # nothing half-written is visible
     status = seft("status", str(run_dir), "--json", cwd=tmp_path)
     assert json.loads(status.stdout)["stages"]["adapt"]["state"] == "interrupted"
-    deadline = time.monotonic() + 60  # the executor's children die with it (PDEATHSIG)
-    while our_processes(str(run_dir)) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60  # the executor's children die with it (a pidfd watch, PDEATHSIG)
+    while our_processes(run_dir) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not our_processes(str(run_dir))
+    assert not our_processes(run_dir)
 
     # 2. Resume: earlier stages are skipped, their artifacts keep their sha256; adapt runs again.
     second = seft(*run_args, cwd=tmp_path)

@@ -1,6 +1,7 @@
 """The local executor: `seft run`. Services run as loopback gRPC servers (`seft serve` in
-processes forked from a preloaded fork server: seft.executors.forked), training as torchrun
-subprocesses, artifacts in the run's store.
+processes forked from a preloaded fork server: seft.executors.forked), trainings as forked
+processes too where they run alone (nproc_per_node 1) and under torchrun where they do not,
+artifacts in the run's store.
 
 A stage whose published manifest has the fingerprint of its current parameters and inputs is
 skipped, so a run resumes after a crash at the stage that was interrupted."""
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import json
-import multiprocessing
 import os
 import re
 import shutil
@@ -45,6 +45,18 @@ def child_env() -> dict[str, str]:
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def start_training(config: Path, nproc_per_node: int, log: Path) -> subprocess.Popen | forked.Forked:
+    """`seft train --config CONFIG`, its output in `log`. One process is forked (no launcher, no
+    imports: about 10 s of CPU less a training); several run under torchrun, which sets up their
+    process group."""
+    if nproc_per_node == 1:
+        return forked.start("seft.train.__main__", ["--config", str(config)], log,
+                            forked.single_process_env(child_env()))
+    with log.open("w") as handle:
+        return subprocess.Popen(torchrun_command(config, nproc_per_node), stdout=handle, stderr=subprocess.STDOUT,
+                                env=child_env(), preexec_fn=_die_with_parent)
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -114,7 +126,7 @@ class Context:
     def services(self):
         """Start this stage's services in parallel; yield {name: endpoint}; stop them after."""
         named = self.plan.services
-        procs: dict[str, tuple[multiprocessing.Process, Path, Path]] = {}
+        procs: dict[str, tuple[forked.Forked, Path, Path]] = {}
         run_dir = self.work / ".services"
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -124,27 +136,28 @@ class Context:
                 log = self.logs / f"{self.stage}-{name}.log"
                 argv = serve_argv(svc, self.path(svc.model) if svc.model else None, port_file,
                                   self.full_spec.services.max_batch)
-                procs[name] = (forked.start(argv, log, child_env()), port_file, log)
+                procs[name] = (forked.start("seft.cli", argv, log, child_env()), port_file, log)
             endpoints = {name: self._wait_ready(name, *entry) for name, entry in procs.items()}
             yield endpoints
         finally:
             for proc, _, _ in procs.values():
-                if proc.exitcode is None:
+                if proc.poll() is None:
                     proc.terminate()
             for proc, _, _ in procs.values():
-                proc.join(timeout=30)
-                if proc.exitcode is None:
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
                     proc.kill()
-                    proc.join()
+                    proc.wait()
 
-    def _wait_ready(self, name: str, proc: multiprocessing.Process, port_file: Path, log: Path) -> str:
+    def _wait_ready(self, name: str, proc: forked.Forked, port_file: Path, log: Path) -> str:
         import grpc
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
         deadline = time.monotonic() + SERVICE_START_TIMEOUT
         while not port_file.exists():
-            if proc.exitcode is not None:
-                raise SeftError(f"service {name!r} exited with {proc.exitcode} while starting; "
+            if proc.poll() is not None:
+                raise SeftError(f"service {name!r} exited with {proc.returncode} while starting; "
                                 f"log {log}:\n{_tail(log)}")
             if time.monotonic() > deadline:
                 raise SeftError(f"service {name!r} did not start in {SERVICE_START_TIMEOUT:.0f}s; log {log}")
@@ -157,8 +170,9 @@ class Context:
         return endpoint
 
     def run_trainings(self) -> dict:
-        """Run this stage's trainings concurrently under torchrun (after its run()). Each saves an
-        HF model directory at <out>/<name>. Returns their loss curves, for the report."""
+        """Run this stage's trainings concurrently (after its run()): forked where one process
+        trains, under torchrun where several do. Each saves an HF model directory at <out>/<name>.
+        Returns their loss curves, for the report."""
         jobs, procs = self.plan.trainings, {}
         try:
             for name, t in jobs.items():
@@ -168,14 +182,11 @@ class Context:
                 config = self.out / f"{name}.train.yaml"
                 config.write_text(yaml.safe_dump(job.model_dump(mode="json"), sort_keys=False))
                 log = self.logs / f"{self.stage}-{name}-train.log"
-                with log.open("w") as handle:
-                    procs[name] = (subprocess.Popen(torchrun_command(config, t.training.nproc_per_node),
-                                                    stdout=handle, stderr=subprocess.STDOUT, env=child_env(),
-                                                    preexec_fn=_die_with_parent), log)
-            with self.console.status(f"  training {', '.join(jobs)} (torchrun)") as status:
+                procs[name] = (start_training(config, t.training.nproc_per_node, log), log)
+            with self.console.status(f"  training {', '.join(jobs)}") as status:
                 for name, (proc, log) in procs.items():
                     while proc.poll() is None:
-                        status.update(f"  training {', '.join(jobs)} (torchrun) {_last_loss(procs)}")
+                        status.update(f"  training {', '.join(jobs)} {_last_loss(procs)}")
                         time.sleep(1)
                     if proc.returncode != 0:
                         why = failure(log.read_text(errors="replace")) or _tail(log)

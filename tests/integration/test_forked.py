@@ -1,9 +1,11 @@
-"""The local executor's services: forked from a preloaded fork server (seft.executors.forked),
-each serves with its own log; a service that cannot start says so with its log; when the stage
-ends, or the executor is killed, its services are gone."""
+"""The local executor's children forked from a preloaded fork server (seft.executors.forked):
+services each serve with their own log; a service that cannot start says so with its log; when
+the stage ends, or the executor is killed, its services are gone. A training of one process is
+forked and trains as it would under torchrun; one that fails says why in its log."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,18 +14,22 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from rich.console import Console
 
 from seft.client import CriticClient, ReviserClient
 from seft.errors import SeftError
-from seft.executors.local import Context
+from seft.executors import forked
+from seft.executors.local import Context, child_env, start_training
 from seft.labelling import Label
+from seft.records import write_jsonl
 from seft.spec import Critic, Sampling
 from seft.specfile import load_spec
 from seft.stages import Ref, ServiceSpec, Stage
 from seft.storage import open_store
+from seft.train import failure, torchrun_command
 
-from helpers import ROOT
+from helpers import ROOT, sort_prompts
 
 pytestmark = pytest.mark.integration
 PROMPT = [{"role": "user", "content": "Sort ascending : 2 1"}]
@@ -92,7 +98,7 @@ def test_a_service_that_cannot_start_is_named_with_its_exit_code_and_log(tmp_pat
 CHILD = """
 import sys, time
 sys.path.insert(0, {tests!r})
-from test_forked_services import context, RULE
+from test_forked import context, RULE
 from seft.stages import ServiceSpec
 from pathlib import Path
 with context(Path({tmp!r}), {{"critic": ServiceSpec("critic", critic=RULE)}}).services() as ep:
@@ -111,7 +117,48 @@ def test_the_services_die_with_a_killed_executor(tmp_path):
     [pid] = holders(log)
     executor.send_signal(signal.SIGKILL)
     executor.wait()
-    deadline = time.monotonic() + 60  # the fork server sees the executor gone and exits; PDEATHSIG
+    deadline = time.monotonic() + 60  # the service watches the executor's pidfd
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not alive(pid)
+
+
+def train_config(tmp_path: Path, base_model: Path, name: str, rows: list[dict], **over) -> tuple[Path, Path]:
+    out = tmp_path / name
+    cfg = {"model": str(base_model), "data": str(tmp_path / f"{name}.jsonl"), "output_dir": str(out),
+           "learning_rate": 1e-2, "max_steps": 12, "batch_size": 8, "per_device_batch_size": 8, "max_length": 64,
+           "warmup_ratio": 0.0, "bf16": False, "nproc_per_node": 1, "logging_steps": 4, **over}
+    write_jsonl(Path(cfg["data"]), rows)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path, out
+
+
+SFT_ROWS = [{"prompt": p, "completion": [{"role": "assistant", "content": " ".join(map(str, sorted(n)))}]}
+            for p, n in sort_prompts(96)]
+
+
+def test_a_single_process_training_is_forked_and_trains_as_under_torchrun(tmp_path, base_model):
+    # ZeRO-2: DeepSpeed sets up its process group from the environment the fork is given.
+    config, out = train_config(tmp_path, base_model, "forked", SFT_ROWS, deepspeed="zero2")
+    proc = start_training(config, 1, tmp_path / "forked.log")
+    assert isinstance(proc, forked.Forked)
+    assert b"forkserver" in Path(f"/proc/{parent(proc.pid)}/cmdline").read_bytes()  # no launcher in between
+    assert proc.wait(timeout=600) == 0, (tmp_path / "forked.log").read_text()[-3000:]
+    twin, twin_out = train_config(tmp_path, base_model, "torchrun", SFT_ROWS, deepspeed="zero2")
+    launched = subprocess.run(torchrun_command(twin, 1), env=child_env(), capture_output=True, text=True, timeout=600)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    summary, twin_summary = (json.loads((o / "train_summary.json").read_text()) for o in (out, twin_out))
+    assert summary["world_size"] == 1 and summary["steps"] == 12 and len(summary["losses"]) == 3
+    assert summary["losses"] == twin_summary["losses"]  # the same numbers, to the last digit
+    assert (out / "model.safetensors").exists()
+    assert "'loss'" in (tmp_path / "forked.log").read_text()  # the Trainer's lines reach its log
+
+
+def test_a_forked_training_that_fails_says_why_in_its_log(tmp_path, base_model):
+    config, out = train_config(tmp_path, base_model, "bad", [{"prompt": p} for p, _ in sort_prompts(8)])
+    log = tmp_path / "bad.log"
+    assert start_training(config, 1, log).wait(timeout=600) == 1
+    why = failure(log.read_text())
+    assert why is not None and "records need 'completion'" in why, log.read_text()[-3000:]
+    assert not (out / "train_summary.json").exists()
