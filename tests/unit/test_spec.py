@@ -20,7 +20,7 @@ def quickstart() -> dict:
 def test_quickstart_validates_with_paper_defaults_where_unset():
     spec = load_spec(QUICKSTART)
     assert spec.name == "quickstart" and spec.bootstrap is not None
-    assert spec.labelling.p == 1.0 and spec.reviser_training.epochs == 10  # set in the file; the rest defaults
+    assert spec.labelling.p == 1.0 and spec.reviser_training.epochs == 15  # set in the file; the rest defaults
     bare = parse_spec({"name": "x", "data": {"preference": "p.jsonl", "prompts": "q.jsonl"},
                        "models": {"policy": "a", "reviser_base": "b", "generator": "c"},
                        "critics": [{"name": "rm", "backend": "reward-model", "model": "rm"}]})
