@@ -18,7 +18,8 @@ export SEFT_BUILD_KUBE ?= 1
 # Unit, integration and e2e in one run on TEST_WORKERS pytest-xdist workers (one core each), so a
 # worker done with its share takes up more while the other's pipeline runs. The e2e pipelines run
 # in the two groups their xdist_group marks balance by hand (e2e-2: quickstart-baselines with its
-# failed stage and the paper's claim, the S3 outage; e2e-1: quickstart, SELF/EVOLVE), one on each
+# failed stage and the paper's claims, the suite's longest test alone; e2e-1: the S3 outage,
+# quickstart, SELF/EVOLVE), one on each
 # worker from the start: `--no-loadscope-reorder` hands out work in collection order, where
 # tests/e2e comes first. (xdist's default order, largest group first, gave one worker the kube
 # group and the other both e2e groups, the second of which then ran alone at the end.)

@@ -20,7 +20,7 @@ from seft.storage import open_store
 from helpers import ROOT, S3_SECRET, new_bucket
 from faults import TcpProxy
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-2")]  # make test runs groups e2e-1 and e2e-2 side by side
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-1")]  # make test runs groups e2e-1 and e2e-2 side by side
 
 
 def tiny_spec(tmp_path, store: dict):
