@@ -56,7 +56,7 @@ def spec(tmp_path, callable_: str = "seft.tasks.spelling:score", judge: str | No
 
 
 def seft_run(tmp_path, spec_path):
-    # A guard against a hung run, not a speed limit: the full run took 30 min beside two other pipelines.
+    # A guard against a hung run, not a speed limit: it took 47 min in `make test` beside a quickstart.
     return subprocess.run([sys.executable, "-m", "seft.cli", "run", str(spec_path)], cwd=tmp_path, text=True,
                           capture_output=True, timeout=3 * 3600)
 

@@ -1,7 +1,7 @@
 """`seft run examples/quickstart.yaml` to the end with its store on a real S3 server (moto) on
 loopback: killed mid-stage and resumed, re-run with every stage skipped, and the report's
 numbers. Its bootstrap and reviser trainings take a sixth to a tenth of the example's steps, on a
-quarter of its unlabelled prompts (SMALL), so the test takes about 8.5 minutes in `make test`.
+quarter of its unlabelled prompts (SMALL), so the test takes about 9 minutes in `make test`.
 (The file:// store runs a whole pipeline, with the paper's baselines, in test_baselines.py.)"""
 
 from __future__ import annotations
