@@ -161,6 +161,20 @@ def pids_with(marker: str) -> list[int]:
     return out
 
 
+def pids_holding(path: Path) -> list[int]:
+    """Pids with `path` open, or a file under it (a forked service or training holds its log as
+    stdout; its command line is the fork server's)."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            files = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            continue
+        if any(f == str(path) or f.startswith(f"{path}/") for f in files):
+            out.append(int(pid))
+    return out
+
+
 def kill_all(marker: str) -> None:
     """SIGKILL every process whose command line contains marker (torchrun and its workers, each
     in a session of its own)."""

@@ -7,7 +7,6 @@ quarter of its unlabelled prompts (SMALL), so the test takes about 9 minutes in 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 from seft.spec import StoreConfig
 from seft.storage import open_store
 
-from helpers import ROOT, S3_SECRET, has_ink, new_bucket
+from helpers import ROOT, S3_SECRET, has_ink, new_bucket, pids_holding, pids_with
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-1")]  # make test runs groups e2e-1 and e2e-2 side by side
 QUICKSTART = ROOT / "examples" / "quickstart.yaml"
@@ -52,19 +51,10 @@ def stage_state(run_dir: Path, stage: str) -> str | None:
         return None
 
 
-def our_processes(run_dir: Path) -> list[str]:
-    """The command lines of processes that name `run_dir` in theirs (torchrun) or hold a file under
-    it open (a forked service or training: its log is its stdout; its command line is the fork server's)."""
-    out = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            files = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
-        except OSError:
-            continue
-        if str(run_dir) in cmd or any(f.startswith(f"{run_dir}/") for f in files):
-            out.append(cmd)
-    return out
+def our_processes(run_dir: Path) -> list[int]:
+    """Pids that name `run_dir` in their command line (torchrun) or hold a file under it open (a
+    forked service or training)."""
+    return sorted(set(pids_with(str(run_dir)) + pids_holding(run_dir)))
 
 
 def test_quickstart_on_s3_kill_resume_skip_and_report(tmp_path, s3_server, s3_env):

@@ -29,7 +29,7 @@ from seft.stages import Ref, ServiceSpec, Stage
 from seft.storage import open_store
 from seft.train import failure, torchrun_command
 
-from helpers import ROOT, sort_prompts
+from helpers import ROOT, pids_holding, sort_prompts
 
 pytestmark = pytest.mark.integration
 PROMPT = [{"role": "user", "content": "Sort ascending : 2 1"}]
@@ -55,18 +55,6 @@ def parent(pid: int) -> int:
     return int(status.split("\nPPid:\t", 1)[1].split()[0])
 
 
-def holders(path: Path) -> list[int]:
-    """Pids with `path` open (a service holds its log as stdout)."""
-    out = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if any(os.readlink(f"/proc/{pid}/fd/{fd}") == str(path) for fd in os.listdir(f"/proc/{pid}/fd")):
-                out.append(int(pid))
-        except OSError:
-            pass
-    return out
-
-
 def test_forked_services_answer_log_and_are_gone_when_the_stage_ends(tmp_path, no_revise_reviser):
     ctx = context(tmp_path, {"reviser": ServiceSpec("reviser", Ref(None, str(no_revise_reviser))),
                              "critic": ServiceSpec("critic", critic=RULE)})
@@ -76,7 +64,7 @@ def test_forked_services_answer_log_and_are_gone_when_the_stage_ends(tmp_path, n
             assert critic.score([(PROMPT, "1 2"), (PROMPT, "2 1")]) == [1.0, 0.0]
             [revision] = reviser.revise([(PROMPT, "1 2")], Sampling(max_new_tokens=4, temperature=0.0))
             assert revision.label is Label.NO and (revision.text, revision.revised) == ("1 2", False)
-        pids = [holders(log) for log in logs]
+        pids = [pids_holding(log) for log in logs]
         assert all(len(p) == 1 for p in pids), pids
         for [pid] in pids:  # children of the fork server, not of this process
             server = parent(pid)
@@ -114,7 +102,7 @@ def test_the_services_die_with_a_killed_executor(tmp_path):
                                 env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), tests])})
     assert executor.stdout.readline().startswith("127.0.0.1:")  # serving
     log = tmp_path / "logs" / "label-critic.log"
-    [pid] = holders(log)
+    [pid] = pids_holding(log)
     executor.send_signal(signal.SIGKILL)
     executor.wait()
     deadline = time.monotonic() + 60  # the service watches the executor's pidfd

@@ -1,7 +1,7 @@
 """Services and single-process trainings start by fork from a process that has imported torch and
 transformers once (multiprocessing's forkserver, preloaded), not as fresh interpreters: a fresh
 `seft serve` spends 5-8 s of CPU on imports before it loads its model, a training under torchrun
-pays the launcher's imports (about 3 s) on top, and a run starts up to 13 services and 16
+pays the launcher's imports (about 3 s) on top, and a run starts up to 13 services and 13
 trainings. The fork server starts at the first child a run needs; each child gets SIGTERM when
 the executor ends, however it ends (its parent is the fork server, which lives while any child
 does, so PDEATHSIG cannot say)."""

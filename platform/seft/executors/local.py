@@ -49,8 +49,8 @@ def child_env() -> dict[str, str]:
 
 def start_training(config: Path, nproc_per_node: int, log: Path) -> subprocess.Popen | forked.Forked:
     """`seft train --config CONFIG`, its output in `log`. One process is forked (no launcher, no
-    imports: about 10 s of CPU less a training); several run under torchrun, which sets up their
-    process group."""
+    imports: two one-step trainings end 2.6x sooner, bench/startup.py); several run under
+    torchrun, which sets up their process group."""
     if nproc_per_node == 1:
         return forked.start("seft.train.__main__", ["--config", str(config)], log,
                             forked.single_process_env(child_env()))
