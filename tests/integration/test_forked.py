@@ -20,7 +20,7 @@ from rich.console import Console
 from seft.client import CriticClient, ReviserClient
 from seft.errors import SeftError
 from seft.executors import forked
-from seft.executors.local import Context, child_env, start_training
+from seft.executors.local import Context, child_env, start_training, training_threads
 from seft.labelling import Label
 from seft.records import write_jsonl
 from seft.spec import Critic, Sampling
@@ -150,3 +150,20 @@ def test_a_forked_training_that_fails_says_why_in_its_log(tmp_path, base_model):
     why = failure(log.read_text())
     assert why is not None and "records need 'completion'" in why, log.read_text()[-3000:]
     assert not (out / "train_summary.json").exists()
+
+
+def test_a_training_alone_gets_every_core_and_trains_to_the_same_bits(tmp_path, base_model, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS")  # the suite's one thread each; a user's setting would win
+    cores = len(os.sched_getaffinity(0))
+    assert training_threads(1) == cores and training_threads(cores + 1) == 1
+    assert training_threads(2) == max(1, cores // 2)  # two side by side share the cores
+    outs = []
+    for threads in (1, 2):  # one after the other: the bits, not the time, are what is compared
+        config, out = train_config(tmp_path, base_model, f"threads{threads}", SFT_ROWS)
+        log = tmp_path / f"threads{threads}.log"
+        assert start_training(config, 1, log, threads).wait(timeout=600) == 0, log.read_text()[-3000:]
+        outs.append(out)
+    one, two = (json.loads((o / "train_summary.json").read_text()) for o in outs)
+    assert (one["threads"], two["threads"]) == (1, 2)
+    assert one["losses"] == two["losses"]
+    assert (outs[0] / "model.safetensors").read_bytes() == (outs[1] / "model.safetensors").read_bytes()

@@ -138,7 +138,7 @@ def train(job: TrainJob) -> dict:
     summary = {"train_loss": result.training_loss, "losses": losses, "logging_steps": job.logging_steps,
                "steps": result.global_step, "train_runtime": result.metrics.get("train_runtime"),
                "examples": len(raw), "world_size": world, "device": args.device.type,
-               "method": job.method}
+               "threads": torch.get_num_threads(), "method": job.method}
     if added and job.method == "sft" and trainer.is_world_process_zero() and not zero3:
         summary.update(label_fit(trainer.model, tokenizer, raw, job.add_tokens))
     if trainer.is_world_process_zero():
