@@ -1,7 +1,8 @@
 """The local executor's children forked from a preloaded fork server (seft.executors.forked):
 services each serve with their own log; a service that cannot start says so with its log; when
 the stage ends, or the executor is killed, its services are gone. A training of one process is
-forked and trains as it would under torchrun; one that fails says why in its log."""
+forked and trains as it would under torchrun; one that fails says why in its log. A stage's
+trainings share the cores out, to the same bits."""
 
 from __future__ import annotations
 
@@ -20,14 +21,14 @@ from rich.console import Console
 from seft.client import CriticClient, ReviserClient
 from seft.errors import SeftError
 from seft.executors import forked
-from seft.executors.local import Context, child_env, start_training, training_threads
+from seft.executors.local import Context, child_env, start_training
 from seft.labelling import Label
 from seft.records import write_jsonl
 from seft.spec import Critic, Sampling
 from seft.specfile import load_spec
 from seft.stages import Ref, ServiceSpec, Stage
 from seft.storage import open_store
-from seft.train import failure, torchrun_command
+from seft.train import failure, torchrun_command, usable_cores
 
 from helpers import ROOT, pids_holding, sort_prompts
 
@@ -152,18 +153,33 @@ def test_a_forked_training_that_fails_says_why_in_its_log(tmp_path, base_model):
     assert not (out / "train_summary.json").exists()
 
 
-def test_a_training_alone_gets_every_core_and_trains_to_the_same_bits(tmp_path, base_model, monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS")  # the suite's one thread each; a user's setting would win
-    cores = len(os.sched_getaffinity(0))
-    assert training_threads(1) == cores and training_threads(cores + 1) == 1
-    assert training_threads(2) == max(1, cores // 2)  # two side by side share the cores
-    outs = []
-    for threads in (1, 2):  # one after the other: the bits, not the time, are what is compared
-        config, out = train_config(tmp_path, base_model, f"threads{threads}", SFT_ROWS)
-        log = tmp_path / f"threads{threads}.log"
-        assert start_training(config, 1, log, threads).wait(timeout=600) == 0, log.read_text()[-3000:]
-        outs.append(out)
-    one, two = (json.loads((o / "train_summary.json").read_text()) for o in outs)
-    assert (one["threads"], two["threads"]) == (1, 2)
-    assert one["losses"] == two["losses"]
-    assert (outs[0] / "model.safetensors").read_bytes() == (outs[1] / "model.safetensors").read_bytes()
+def test_a_stage_shares_the_cores_among_its_trainings_and_they_train_to_the_same_bits(tmp_path, base_model,
+                                                                                      monkeypatch):
+    """A training alone gets every core, two side by side share them, OMP_NUM_THREADS wins over
+    the share; the same job on any number of threads gives the same model, bit for bit."""
+    from seft.settings import Training
+    from seft.stages import TrainSpec
+
+    monkeypatch.delenv("OMP_NUM_THREADS")  # the suite runs one thread each
+    cores = usable_cores()
+    training = Training(max_steps=12, batch_size=8, per_device_batch_size=8, learning_rate=1e-2, bf16=False,
+                        deepspeed=None, logging_steps=4)
+    spec = TrainSpec(Ref(None, str(base_model)), "d.jsonl", training)
+
+    def run(stage: str, names: tuple[str, ...]) -> tuple[dict, dict]:
+        out = tmp_path / stage
+        out.mkdir()
+        write_jsonl(out / "d.jsonl", SFT_ROWS)
+        ctx = Context(load_spec(ROOT / "examples" / "quickstart.yaml"), None, tmp_path,
+                      Stage(stage, lambda c: {}, trainings={n: spec for n in names}), out, Console(quiet=True))
+        summaries = ctx.run_trainings()
+        return ({n: s["threads"] for n, s in summaries.items()},
+                {n: (out / n / "model.safetensors").read_bytes() for n in names})
+
+    alone, alone_models = run("alone", ("m",))
+    pair, pair_models = run("pair", ("m", "twin"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    told, told_models = run("told", ("m",))
+    assert alone == {"m": cores} and pair == {"m": max(1, cores // 2), "twin": max(1, cores // 2)}
+    assert told == {"m": 1}
+    assert alone_models["m"] == told_models["m"] == pair_models["m"] == pair_models["twin"]

@@ -11,15 +11,16 @@ from seft.errors import SeftError
 
 def cmd_train(args) -> int:
     from seft.specfile import load_yaml, validate
-    from seft.train import TrainJob, torchrun_command
+    from seft.train import TrainJob, torchrun_command, training_threads
 
     if not Path(args.config).exists():
         raise SeftError(f"--config {args.config!r}: no such file")
     job = validate(TrainJob, load_yaml(args.config, args.set), args.config)  # its errors before torchrun starts
-    cmd = torchrun_command(Path(args.config), args.nproc_per_node or job.nproc_per_node)
+    nproc = args.nproc_per_node or job.nproc_per_node
+    cmd = torchrun_command(Path(args.config), nproc)
     for item in args.set:
         cmd += ["--set", item]
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", str(training_threads(nproc)))
     os.execv(cmd[0], cmd)
 
 

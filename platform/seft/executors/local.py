@@ -27,7 +27,7 @@ from seft.runstate import RUNS, RunState
 from seft.spec import PipelineSpec
 from seft.stages import Ref, ServiceSpec, SpecView, Stage
 from seft.storage import Store, fingerprint, local_path, manifest_digest, open_store, write_atomic
-from seft.train import failure, torchrun_command, train_job
+from seft.train import failure, torchrun_command, train_job, training_threads
 
 SERVICE_START_TIMEOUT = 600.0
 LOSS = re.compile(r"'loss': '?([0-9.eE+-]+)")  # a Trainer log line
@@ -47,14 +47,6 @@ def child_env(threads: int = 1) -> dict[str, str]:
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
-
-
-def training_threads(processes: int) -> int:
-    """Torch threads for each of `processes` training processes that run at once: the cores this
-    process may use, shared out. A training alone on 2 cores steps 1.6x faster on two threads than
-    on one, to the same bits (README "Threads"); more threads than cores make every process
-    several times slower, so two trainings side by side get one each."""
-    return max(1, len(os.sched_getaffinity(0)) // processes)
 
 
 def start_training(config: Path, nproc_per_node: int, log: Path, threads: int = 1) -> subprocess.Popen | forked.Forked:
@@ -203,7 +195,8 @@ class Context:
                         why = failure(log.read_text(errors="replace")) or _tail(log)
                         raise SeftError(f"training {name!r} failed (exit {proc.returncode}): {why}\n(log {log})")
             done = {name: json.loads((self.out / name / "train_summary.json").read_text()) for name in jobs}
-            kept = ("losses", "logging_steps", "steps", "train_loss", "label_accuracy", "label_choices", "warnings")
+            kept = ("losses", "logging_steps", "steps", "train_loss", "threads", "label_accuracy", "label_choices",
+                    "warnings")
             return {name: {k: d[k] for k in kept if k in d} for name, d in done.items()}
         finally:
             for proc, _ in procs.values():

@@ -1,0 +1,36 @@
+"""How many torch threads a training gets: the cores this process may use (its affinity, capped by
+a container's CPU quota), shared out among the trainings that run at once. The cgroup files here
+are written by the test (a double for /sys/fs/cgroup, whose real quota a test cannot set)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from seft.train import training_threads, usable_cores
+
+AFFINITY = len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("files, cores", [
+    ({}, AFFINITY),                                                   # no cgroup files: the affinity
+    ({"cpu.max": "max 100000\n"}, AFFINITY),                          # v2, no quota
+    ({"cpu.max": "100000 100000\n"}, 1),                              # v2, one CPU
+    ({"cpu.max": "50000 100000\n"}, 1),                               # half a CPU is still a thread
+    ({"cpu.max": "6400000 100000\n"}, AFFINITY),                      # a quota above the affinity
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, AFFINITY),  # v1, no quota
+    ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),     # v1, one CPU
+])
+def test_usable_cores_is_the_affinity_capped_by_the_cgroup_quota(tmp_path, files, cores):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert usable_cores(tmp_path) == cores
+
+
+def test_trainings_side_by_side_share_the_cores_and_each_gets_one_at_least():
+    cores = usable_cores()
+    assert training_threads(1) == cores
+    assert training_threads(2) == max(1, cores // 2)
+    assert training_threads(cores + 1) == 1
