@@ -183,3 +183,4 @@ def test_a_stage_shares_the_cores_among_its_trainings_and_they_train_to_the_same
     assert alone == {"m": cores} and pair == {"m": max(1, cores // 2), "twin": max(1, cores // 2)}
     assert told == {"m": 1}
     assert alone_models["m"] == told_models["m"] == pair_models["m"] == pair_models["twin"]
+

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from seft.train import training_threads, usable_cores
+from seft.train import torch_threads, training_threads, usable_cores
 
 AFFINITY = len(os.sched_getaffinity(0))
 
@@ -34,3 +34,10 @@ def test_trainings_side_by_side_share_the_cores_and_each_gets_one_at_least():
     assert training_threads(1) == cores
     assert training_threads(2) == max(1, cores // 2)
     assert training_threads(cores + 1) == 1
+
+
+def test_a_training_process_takes_omp_num_threads_else_its_share_of_the_node():
+    assert torch_threads({"OMP_NUM_THREADS": "3"}) == 3  # the executor's share, torchrun's 1, a user's
+    assert torch_threads({}) == usable_cores()  # one process in a pod: its quota
+    assert torch_threads({"LOCAL_WORLD_SIZE": str(usable_cores() + 1)}) == 1
+    assert torch_threads({"LOCAL_WORLD_SIZE": "1", "OMP_NUM_THREADS": "1"}) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -80,6 +81,13 @@ def failure(log: str, frames: int = 3) -> str | None:
 def torchrun_command(config_path: Path, nproc_per_node: int) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone",
             f"--nproc_per_node={nproc_per_node}", "-m", "seft.train", "--config", str(config_path)]
+
+
+def torch_threads(env: Mapping[str, str]) -> int:
+    """A training process's torch threads: OMP_NUM_THREADS where set (the local executor's share,
+    torchrun's 1 for several processes), else this node's share among its LOCAL_WORLD_SIZE
+    processes: in a pod that honours its CPU quota, which torch's default (every core) does not."""
+    return int(env.get("OMP_NUM_THREADS") or training_threads(int(env.get("LOCAL_WORLD_SIZE", "1"))))
 
 
 def training_threads(processes: int) -> int:

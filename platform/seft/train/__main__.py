@@ -12,7 +12,7 @@ from pathlib import Path
 
 from seft.errors import SeftError
 from seft.specfile import load_yaml, validate
-from seft.train import TrainJob
+from seft.train import TrainJob, torch_threads
 
 
 def load_job(argv: list[str]) -> TrainJob:
@@ -72,8 +72,7 @@ def checkpoints(job: TrainJob, original: TrainJob):
 def train(job: TrainJob) -> dict:
     import torch
 
-    if os.environ.get("OMP_NUM_THREADS"):
-        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    torch.set_num_threads(torch_threads(os.environ))
     ds_config = job.deepspeed_config()
     if ds_config:  # before anything else touches torch.distributed (DeepSpeed on CPU needs it)
         import deepspeed
