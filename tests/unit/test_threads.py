@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from seft.errors import SeftError
 from seft.train import torch_threads, training_threads, usable_cores
 
 AFFINITY = len(os.sched_getaffinity(0))
@@ -21,6 +22,8 @@ AFFINITY = len(os.sched_getaffinity(0))
     ({"cpu.max": "6400000 100000\n"}, AFFINITY),                      # a quota above the affinity
     ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, AFFINITY),  # v1, no quota
     ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),     # v1, one CPU
+    ({"cpu.max": "lots\n"}, AFFINITY),                               # not understood: no cap
+    ({"cpu.max": "100000 0\n"}, AFFINITY),
 ])
 def test_usable_cores_is_the_affinity_capped_by_the_cgroup_quota(tmp_path, files, cores):
     for name, text in files.items():
@@ -41,3 +44,13 @@ def test_a_training_process_takes_omp_num_threads_else_its_share_of_the_node():
     assert torch_threads({}) == usable_cores()  # one process in a pod: its quota
     assert torch_threads({"LOCAL_WORLD_SIZE": str(usable_cores() + 1)}) == 1
     assert torch_threads({"LOCAL_WORLD_SIZE": "1", "OMP_NUM_THREADS": "1"}) == 1
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_an_omp_num_threads_that_is_no_count_is_named(value):
+    with pytest.raises(SeftError, match=f"OMP_NUM_THREADS '{value}': expected a number of threads"):
+        torch_threads({"OMP_NUM_THREADS": value})
+
+
+def test_omp_num_threads_may_be_openmps_list_of_counts_per_level():
+    assert torch_threads({"OMP_NUM_THREADS": "2,1"}) == 2

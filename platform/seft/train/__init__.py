@@ -7,6 +7,7 @@ prompt-chosen-rejected for `dpo` and `orpo` (TRL's trainers, for the baseline po
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
+from seft.errors import SeftError
 from seft.settings import Training
 from seft.spec import StoreConfig
 
@@ -87,13 +89,19 @@ def torch_threads(env: Mapping[str, str]) -> int:
     """A training process's torch threads: OMP_NUM_THREADS where set (the local executor's share,
     torchrun's 1 for several processes), else this node's share among its LOCAL_WORLD_SIZE
     processes: in a pod that honours its CPU quota, which torch's default (every core) does not."""
-    return int(env.get("OMP_NUM_THREADS") or training_threads(int(env.get("LOCAL_WORLD_SIZE", "1"))))
+    value = env.get("OMP_NUM_THREADS", "").strip()
+    if not value:
+        return training_threads(int(env.get("LOCAL_WORLD_SIZE", "1")))
+    first = value.split(",")[0]  # OpenMP allows a list, one count per nesting level
+    if not first.isdigit() or int(first) < 1:
+        raise SeftError(f"OMP_NUM_THREADS {value!r}: expected a number of threads, 1 or more")
+    return int(first)
 
 
 def training_threads(processes: int) -> int:
     """Torch threads for each of `processes` training processes that run at once: the cores this
-    process may use, shared out. A training alone on 2 cores steps 1.5-1.6x faster on two threads than
-    on one, to the same bits (README "Threads"); more threads than cores make every process
+    process may use, shared out. A training alone on 2 cores steps 1.5-1.6x faster on two threads
+    than on one, to the same bits (README "Threads"); more threads than cores make every process
     several times slower, so two trainings side by side get one each."""
     return max(1, usable_cores() // processes)
 
@@ -103,13 +111,12 @@ def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
     v1 cpu.cfs_quota_us), which the affinity does not show: a container limited to 2 CPUs on a
     64-core host would otherwise start 64 threads a training."""
     cores = len(os.sched_getaffinity(0))
+    v2, v1 = cgroup / "cpu.max", cgroup / "cpu"
     try:
-        quota, period = (cgroup / "cpu.max").read_text().split()
-    except (OSError, ValueError):
-        try:
-            quota, period = ((cgroup / "cpu" / f"cpu.cfs_{f}_us").read_text().strip() for f in ("quota", "period"))
-        except OSError:
+        quota, period = (v2.read_text().split() if v2.exists()
+                         else [(v1 / f"cpu.cfs_{f}_us").read_text().strip() for f in ("quota", "period")])
+        if quota in ("max", "-1"):
             return cores
-    if quota in ("max", "-1"):
+        return max(1, min(cores, math.ceil(int(quota) / int(period))))  # a part of a CPU is a thread
+    except (OSError, ValueError, ZeroDivisionError):  # no cpu controller, or files not understood: no cap
         return cores
-    return max(1, min(cores, -(-int(quota) // int(period))))  # a part of a CPU is a thread
