@@ -41,16 +41,16 @@ def sort_prompts(n: int, seed: int = 0) -> list[tuple[list[dict], list[int]]]:
 
 
 class Served:
-    """A `seft serve ...` subprocess on a free port: .proc, .endpoint; stderr goes to .log."""
+    """A `seft serve ...` subprocess on `port` (0: a free one): .proc, .endpoint; stderr goes to .log."""
 
-    def __init__(self, tmp_path: Path, *args: str, timeout: float = 120):
+    def __init__(self, tmp_path: Path, *args: str, timeout: float = 120, port: int = 0):
         import subprocess
         import sys
         import time
 
         port_file = tmp_path / f"port-{os.urandom(4).hex()}"
         self.log = port_file.with_suffix(".log")
-        self.proc = subprocess.Popen([sys.executable, "-m", "seft.cli", "serve", *args, "--port", "0",
+        self.proc = subprocess.Popen([sys.executable, "-m", "seft.cli", "serve", *args, "--port", str(port),
                                       "--port-file", str(port_file)], stderr=self.log.open("w"))
         deadline = time.monotonic() + timeout
         while not port_file.exists():

@@ -5,8 +5,9 @@ Each call takes any number of items and sends them in batches of `batch_size`; `
 comma-separated list of IP:port (a service's replicas): then calls go round robin over the
 replicas, one batch in flight per replica. UNAVAILABLE is retried with backoff by gRPC's own
 retry policy (on another replica, where there is one); with $SEFT_RECONNECT_S set (the
-operator's stage pods: their services' pods can be replaced), a batch that still fails waits up to
-that long for the service to come back and is sent again, so no item is lost.
+operator's stage pods: their services' pods can be replaced), a batch refused by a service going
+away (UNAVAILABLE or CANCELLED) waits up to that long for the service to come back and is sent
+again, so no item is lost.
 `ReviserClient.revise_stream` sends everything in one server-streaming call and yields revisions as
 their chunks arrive."""
 
@@ -36,6 +37,9 @@ _RETRY = json.dumps({"loadBalancingConfig": [{"round_robin": {}}], "methodConfig
     "name": [{"service": f"seft.v1.{s}"} for s in ("Generator", "Reviser", "Critic", "Labeller")],
     "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.2s", "maxBackoff": "5s",
                     "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]})
+# How a service that is going away refuses a call: UNAVAILABLE, or CANCELLED for a call gRPC had
+# received but not yet handed to it (these clients never cancel their own unary calls).
+_GONE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,7 @@ class _Client:
                 error = exc
             now = time.monotonic()
             deadline = deadline or now + self.reconnect_s
-            if error.code() != grpc.StatusCode.UNAVAILABLE or now >= deadline:
+            if error.code() not in _GONE or now >= deadline:
                 raise SeftError(f"{type(self).__name__} at {self.endpoint}: {error.code().name}: {error.details()} "
                                 f"(items {start}..{start + len(chunk) - 1})") from None
             try:  # the service's pod is being replaced: wait for it, then send the batch again

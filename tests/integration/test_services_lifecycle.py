@@ -118,3 +118,47 @@ def test_32_clients_against_the_reviser_every_call_answered(tmp_path, major_revi
         assert served.stop() == 0, served.log.read_text()[-3000:]
     assert sorted(code for _, _, code, _ in outcomes) == ["OK"] * (CLIENTS * CALLS)
     assert all(rev.label == common_pb2.MAJOR_REVISE and rev.text == "1 2 3" for *_, rev in outcomes)
+
+
+def test_a_client_rides_out_its_service_being_replaced(tmp_path, major_reviser, monkeypatch):
+    """As a stage pod's clients do (SEFT_RECONNECT_S set): the service is stopped under load as the
+    kubelet stops a deleted pod (SIGTERM, SIGKILL 2 s later) and a new one comes up at the same
+    address; every call still returns every item, answered by one server or the other."""
+    from seft.client import ReviserClient
+
+    from helpers import free_port, sort_prompts
+
+    monkeypatch.setenv("SEFT_RECONNECT_S", "120")
+    port, model = free_port(), str(major_reviser)
+    items = [(p, " ".join(map(str, nums))) for p, nums in sort_prompts(48)]
+    results, errors, done = [], [], []
+
+    def stage() -> None:  # a stage's revisions: batches of 4, one in flight
+        try:
+            with ReviserClient(f"127.0.0.1:{port}", batch_size=4) as client:
+                results.append(client.revise(items, on_batch=lambda n: done.append(time.monotonic())))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    with Served(tmp_path, "reviser", "--model", model, "--max-batch", "4", port=port) as first:
+        threads = [threading.Thread(target=stage) for _ in range(8)]
+        for t in threads:
+            t.start()
+        while len(done) < 16:  # under load: every client has had answers and called again
+            assert not errors and first.proc.poll() is None, errors
+            time.sleep(0.05)
+        first.proc.send_signal(signal.SIGTERM)
+        try:
+            first.proc.wait(timeout=2)
+        except Exception:  # noqa: BLE001 - still draining: killed, as the kubelet would
+            first.proc.kill()
+            first.proc.wait()
+        gone = time.monotonic()
+        assert any(t.is_alive() for t in threads)  # calls were still to come when it went
+    with Served(tmp_path, "reviser", "--model", model, "--max-batch", "4", port=port) as second:
+        for t in threads:
+            t.join(timeout=300)
+        assert second.stop() == 0
+    assert not errors, errors
+    assert len(results) == 8 and all(len(r) == len(items) and {v.text for v in r} == {"1 2 3"} for r in results)
+    assert any(t > gone for t in done)  # the new server answered some of them
