@@ -153,10 +153,13 @@ def test_a_forked_training_that_fails_says_why_in_its_log(tmp_path, base_model):
     assert not (out / "train_summary.json").exists()
 
 
-def test_a_stage_shares_the_cores_among_its_trainings_and_they_train_to_the_same_bits(tmp_path, base_model,
-                                                                                      monkeypatch):
+def test_a_stage_shares_the_cores_among_its_trainings_and_they_train_alike(tmp_path, base_model, monkeypatch):
     """A training alone gets every core, two side by side share them, OMP_NUM_THREADS wins over
-    the share; the same job on any number of threads gives the same model, bit for bit."""
+    the share. The same job on the same threads gives the same model, bit for bit; on other
+    threads a close one (a reduction split among more threads may round otherwise: at the
+    quickstart's size, one thread and two differ in the last bits on an Intel Xeon, README
+    "Threads")."""
+    from safetensors.torch import load
     from seft.settings import Training
     from seft.stages import TrainSpec
 
@@ -182,5 +185,9 @@ def test_a_stage_shares_the_cores_among_its_trainings_and_they_train_to_the_same
     told, told_models = run("told", ("m",))
     assert alone == {"m": cores} and pair == {"m": max(1, cores // 2), "twin": max(1, cores // 2)}
     assert told == {"m": 1}
-    assert alone_models["m"] == told_models["m"] == pair_models["m"] == pair_models["twin"]
+    assert pair_models["m"] == pair_models["twin"]
+    alone_weights, told_weights = load(alone_models["m"]), load(told_models["m"])
+    assert alone_weights.keys() == told_weights.keys()
+    for name, weight in alone_weights.items():
+        assert (weight - told_weights[name]).abs().max().item() < 1e-4, name
 
