@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
 import threading
 import time
 
@@ -16,7 +17,7 @@ from seft_services.backends.transformers_lm import CausalLM, TransformersGenerat
 from seft_services.protocol import Limits
 from seft_services.server import Server
 
-from helpers import Served, hammer
+from helpers import Served, free_port, hammer, sort_prompts
 
 pytestmark = pytest.mark.integration
 MAX_NEW = 3000  # the endless model always generates exactly this many tokens unless stopped
@@ -126,8 +127,6 @@ def test_a_client_rides_out_its_service_being_replaced(tmp_path, major_reviser, 
     address; every call still returns every item, answered by one server or the other."""
     from seft.client import ReviserClient
 
-    from helpers import free_port, sort_prompts
-
     monkeypatch.setenv("SEFT_RECONNECT_S", "120")
     port, model = free_port(), str(major_reviser)
     items = [(p, " ".join(map(str, nums))) for p, nums in sort_prompts(48)]
@@ -150,7 +149,7 @@ def test_a_client_rides_out_its_service_being_replaced(tmp_path, major_reviser, 
         first.proc.send_signal(signal.SIGTERM)
         try:
             first.proc.wait(timeout=2)
-        except Exception:  # noqa: BLE001 - still draining: killed, as the kubelet would
+        except subprocess.TimeoutExpired:  # still draining: killed, as the kubelet would
             first.proc.kill()
             first.proc.wait()
         gone = time.monotonic()

@@ -102,8 +102,7 @@ def training_threads(processes: int) -> int:
     """Torch threads for each of `processes` training processes that run at once: the cores this
     process may use, shared out. A training alone on 2 cores steps 1.5-2x faster on two threads
     than on one, to the same losses but not always the same bits (README "Threads"); more threads
-    than cores make every process
-    several times slower, so two trainings side by side get one each."""
+    than cores make every process several times slower, so two trainings side by side get one each."""
     return max(1, usable_cores() // processes)
 
 
