@@ -8,15 +8,16 @@ TrainJob the run wrote (<stage>/<name>.train.yaml: same model, data, steps and b
 calling seft.train's train() in-process, one after another (no torchrun, no subprocess); each
 stage's generation and revision on the run's models through the service backends in-process (no
 gRPC, no service processes), in the run's batch size; the critic called directly. It leaves out
-what it need not repeat: making the data, splitting it, the store, the report. The ratio is the
-platform's cost: process and import start-up, services, the store, running trainings side by side
-(which on 2 cores helps)."""
+what it need not repeat: making the data, splitting it, the store, the report. Both take the
+machine's cores as they would alone: `seft run` its default threads (a lone training every usable
+core, trainings side by side a share each, a service one), the bare loop every usable core for
+everything. The ratio is the platform's cost: process and import start-up, services, the store,
+less what running trainings side by side wins."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import re
 import subprocess
 import sys
@@ -24,23 +25,21 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+import datasets
+import torch
+import transformers
+import yaml
+from rich.console import Console
+from rich.table import Table
 
-import datasets  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-import yaml  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from seft.labelling import Label, Rule, assign  # noqa: E402
-from seft.records import read_jsonl  # noqa: E402
-from seft.specfile import load_spec  # noqa: E402
-from seft.train import TrainJob  # noqa: E402
-from seft.train.__main__ import train  # noqa: E402
-from seft_services.backends.critics import RuleCritic  # noqa: E402
-from seft_services.backends.transformers_lm import CausalLM, TransformersGenerator, TransformersReviser  # noqa: E402
-from seft_services.protocol import SamplingParams  # noqa: E402
+from seft.labelling import Label, Rule, assign
+from seft.records import read_jsonl
+from seft.specfile import load_spec
+from seft.train import TrainJob, usable_cores
+from seft.train.__main__ import train
+from seft_services.backends.critics import RuleCritic
+from seft_services.backends.transformers_lm import CausalLM, TransformersGenerator, TransformersReviser
+from seft_services.protocol import SamplingParams
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,7 +117,7 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="work in this new directory and keep it (the run's report, logs) "
                         "instead of a temporary one")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(usable_cores())
     transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
     overrides = [x for kv in args.set for x in ("--set", kv)]
