@@ -35,13 +35,15 @@ class Training(Model):
     """One `seft train` job's hyper-parameters (the model and data come from the stage)."""
 
     learning_rate: float = Field(2e-5, gt=0, allow_inf_nan=False)
-    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup", "warmup_stable_decay"] = "cosine"
     epochs: float = Field(3.0, gt=0)
     max_steps: int | None = Field(None, ge=1, description="overrides epochs when set")
     batch_size: int = Field(128, ge=1, description="global batch: per device x processes x accumulation")
     per_device_batch_size: int = Field(8, ge=1)
     max_length: int = Field(2048, ge=8)
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    decay_ratio: float = Field(0.2, gt=0, lt=1, description="warmup_stable_decay: the share of the steps, at the end, "
+                                                            "over which the rate falls to 0 (cosine)")
     weight_decay: float = Field(0.0, ge=0)
     bf16: bool = True
     deepspeed: str | None = Field("zero3", description="zero2, zero3, a DeepSpeed JSON path, or none")

@@ -167,7 +167,33 @@ def test_a_loss_tracker_that_is_not_installed_is_named_before_training(tmp_path)
     job = TrainJob(model="m", data="d", output_dir=str(tmp_path), report_to=["tensorboard", "mlflow"],
                    batch_size=8, per_device_batch_size=8, deepspeed="none")
     with pytest.raises(SeftError, match=r"report_to: 'mlflow' is not installed \(pip install mlflow\)"):
-        training_arguments(job, 1, None, use_cpu=True, checkpoints=tmp_path / "ck")
+        training_arguments(job, 1, None, use_cpu=True, checkpoints=tmp_path / "ck", examples=8)
     args = training_arguments(job.model_copy(update={"report_to": ["tensorboard"]}), 1, None, use_cpu=True,
-                              checkpoints=tmp_path / "ck")
+                              checkpoints=tmp_path / "ck", examples=8)
     assert args.report_to == ["tensorboard"] and args.save_strategy == "no"
+
+
+def test_warmup_stable_decay_holds_the_rate_then_decays_it_over_the_last_share_of_the_steps(tmp_path):
+    """The schedule the HF Trainer builds from these arguments (as Trainer.create_scheduler does),
+    for 15 epochs of 1000 examples in batches of 64: 16 steps an epoch, 240 in all."""
+    import torch
+    from transformers import get_scheduler
+
+    from seft.train import TrainJob
+    from seft.train.__main__ import training_arguments
+
+    job = TrainJob(model="m", data="d", output_dir=str(tmp_path), lr_scheduler="warmup_stable_decay", epochs=15,
+                   learning_rate=2e-3, warmup_ratio=0.05, decay_ratio=0.2, batch_size=64, per_device_batch_size=64,
+                   deepspeed="none", report_to=[])
+    args = training_arguments(job, 1, None, use_cpu=True, checkpoints=tmp_path / "ck", examples=1000)
+    assert args.lr_scheduler_kwargs == {"num_decay_steps": 48}
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=job.learning_rate)
+    schedule = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(240),
+                             num_training_steps=240, scheduler_specific_kwargs=args.lr_scheduler_kwargs)
+    rates = []
+    for _ in range(240):
+        rates.append(schedule.get_last_lr()[0])
+        optimizer.step()
+        schedule.step()
+    assert rates[0] < rates[11] < rates[12] == rates[191] == 2e-3  # 12 warm-up steps, then stable until the decay
+    assert 2e-3 > rates[193] > rates[216] > rates[239] > 0 and rates[239] < 2e-3 / 100

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -89,8 +90,14 @@ def train(job: TrainJob) -> dict:
     original = job
     job, publish = localize_job(job)
     ckpts = checkpoints(job, original)
+    raw = load_dataset("json", data_files=job.data, split="train")
+    for column in job.columns():
+        if column not in raw.column_names:
+            raise SeftError(f"{job.data}: records need '{column}' for method {job.method!r} "
+                            f"(TRL's conversational format: {', '.join(job.columns())})")
     # The arguments before from_pretrained: ZeRO-3 shards weights as they load.
-    args = training_arguments(job, world, ds_config, use_cpu=not torch.cuda.is_available(), checkpoints=ckpts.local)
+    args = training_arguments(job, world, ds_config, use_cpu=not torch.cuda.is_available(), checkpoints=ckpts.local,
+                              examples=len(raw))
     resume = _on_one_process(args, ckpts.restore) if job.save_steps else None
     if resume and int(os.environ.get("RANK", "0")) == 0:
         print(f"resuming from {resume}", flush=True)
@@ -99,11 +106,6 @@ def train(job: TrainJob) -> dict:
     # Single tokens: one forward pass scores the labels, and vLLM can stop at [No Revise].
     before = len(tokenizer)
     added = tokenizer.add_tokens(job.add_tokens, special_tokens=True) if job.add_tokens else 0
-    raw = load_dataset("json", data_files=job.data, split="train")
-    for column in job.columns():
-        if column not in raw.column_names:
-            raise SeftError(f"{job.data}: records need '{column}' for method {job.method!r} "
-                            f"(TRL's conversational format: {', '.join(job.columns())})")
     model = AutoModelForCausalLM.from_pretrained(job.model)
     if added:
         model.resize_token_embeddings(len(tokenizer))
@@ -274,10 +276,11 @@ def mark_checkpoints(ckpts):
     return MarkCheckpoints()
 
 
-def training_arguments(job: TrainJob, world: int, ds_config: str | None, use_cpu: bool, checkpoints: Path):
+def training_arguments(job: TrainJob, world: int, ds_config: str | None, use_cpu: bool, checkpoints: Path,
+                       examples: int):
     """The one place a TrainJob becomes HF TrainingArguments (sft) or TRL's config (dpo, orpo).
     The Trainer's own output_dir holds its checkpoints; the model is saved to job.output_dir, with
-    the loss curves' event files under logs/."""
+    the loss curves' event files under logs/. examples: the training set's size."""
     from transformers import TrainingArguments
 
     for tracker in job.report_to:
@@ -300,6 +303,9 @@ def training_arguments(job: TrainJob, world: int, ds_config: str | None, use_cpu
         gradient_checkpointing_kwargs={"use_reentrant": False},  # works with frozen inputs (LoRA)
         seed=job.seed, data_seed=job.seed, bf16=job.bf16, deepspeed=ds_config, use_cpu=use_cpu,
         disable_tqdm=True, dataloader_num_workers=0)
+    if job.lr_scheduler == "warmup_stable_decay":  # HF's WSD takes its decay in steps, not as a share
+        steps = job.max_steps or math.ceil(job.epochs * math.ceil(examples / job.batch_size))
+        common["lr_scheduler_kwargs"] = {"num_decay_steps": max(1, round(job.decay_ratio * steps))}
     if job.method == "sft":
         return TrainingArguments(**common, remove_unused_columns=False)
     if job.method == "dpo":
