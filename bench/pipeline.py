@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import subprocess
 import sys
@@ -35,7 +36,7 @@ from rich.table import Table
 from seft.labelling import Label, Rule, assign
 from seft.records import read_jsonl
 from seft.specfile import load_spec
-from seft.train import TrainJob, usable_cores
+from seft.train import TrainJob, torch_threads
 from seft.train.__main__ import train
 from seft_services.backends.critics import RuleCritic
 from seft_services.backends.transformers_lm import CausalLM, TransformersGenerator, TransformersReviser
@@ -117,7 +118,7 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="work in this new directory and keep it (the run's report, logs) "
                         "instead of a temporary one")
     args = parser.parse_args()
-    torch.set_num_threads(usable_cores())
+    torch.set_num_threads(torch_threads(os.environ))  # as train() sets them: OMP_NUM_THREADS, else every core
     transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
     overrides = [x for kv in args.set for x in ("--set", kv)]
