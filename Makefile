@@ -22,7 +22,9 @@ export SEFT_BUILD_KUBE ?= 1
 # quickstart, SELF/EVOLVE), one on each
 # worker from the start: `--no-loadscope-reorder` hands out work in collection order, where
 # tests/e2e comes first. (xdist's default order, largest group first, gave one worker the kube
-# group and the other both e2e groups, the second of which then ran alone at the end.)
+# group and the other both e2e groups, the second of which then ran alone at the end.) e2e-2 is the
+# suite's critical path, a chain of one-thread trainings: tests/conftest.py lowers every other
+# test's priority, so it keeps a core to itself.
 # Then the node tier, alone: its one cluster is the machine's.
 TEST_WORKERS ?= 2
 

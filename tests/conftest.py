@@ -14,6 +14,18 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")  # before gRPC loads:
 
 from helpers import S3_SECRET, free_port, make_base, sort_prompts  # noqa: E402
 
+CRITICAL_GROUP = "e2e-2"  # the quickstart-baselines pipeline: most of `make test`'s time, on one worker
+
+
+def pytest_runtest_setup(item):
+    """Under xdist, a worker's first test outside CRITICAL_GROUP lowers the worker's priority (and
+    its children's) to the lowest for good: that pipeline is a chain of one-thread trainings on the
+    suite's critical path, and the other tests, which wait on servers and subprocesses much of
+    their time, fit in the CPU it leaves (README "Tests")."""
+    group = item.get_closest_marker("xdist_group")
+    if os.environ.get("PYTEST_XDIST_WORKER") and not (group and group.args[0] == CRITICAL_GROUP):
+        os.setpriority(os.PRIO_PROCESS, 0, 19)
+
 
 @pytest.fixture(scope="session")
 def base_model(tmp_path_factory) -> Path:

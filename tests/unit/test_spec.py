@@ -140,6 +140,19 @@ def test_baselines_add_their_stages_and_what_evaluate_serves():
         assert st.params(spec) == st.params(load_spec(QUICKSTART)) and stages[st.name].needs == st.needs
 
 
+
+def test_a_baseline_reviser_trains_with_its_own_entry_where_set_else_as_the_adaptive_reviser():
+    from seft.recipes import stages_for
+
+    data = yaml.safe_load((ROOT / "examples" / "quickstart-baselines.yaml").read_text())
+    default = load_spec(ROOT / "examples" / "quickstart-baselines.yaml")
+    data["baselines"]["training"]["aligner"] = {**data["reviser_training"], "epochs": 5}
+    shorter = parse_spec(data)
+    revisers = {s.name: s for s in stages_for(shorter)}["baseline_revisers"]
+    assert revisers.trainings["aligner"].training.epochs == 5
+    assert revisers.trainings["label"].training == shorter.reviser_training == default.reviser_training
+    assert revisers.params(shorter) != {s.name: s for s in stages_for(default)}["baseline_revisers"].params(default)
+
 def test_self_and_evolve_stage_lists_defaults_and_shared_bootstrap():
     from seft.recipes import stages_for
 

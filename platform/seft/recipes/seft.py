@@ -34,6 +34,8 @@ PolicyBaseline = Literal["sft_chosen", "dpo", "orpo", "sft_generator", "external
 
 
 class BaselineTrainings(Model):
+    aligner: Training | None = None
+    label: Training | None = None
     sft_chosen: Training | None = None
     dpo: Training | None = None
     orpo: Training | None = None
@@ -56,8 +58,9 @@ class Baselines(Model):
                                    "labelled [No Revise]; the rest are [Major Revise] (Appendix B)")
     beta: float = Field(0.1, gt=0, allow_inf_nan=False, description="DPO's beta; ORPO's lambda")
     training: BaselineTrainings = Field(BaselineTrainings(),
-                                        description="a baseline policy's training where it differs from "
-                                                    "policy_training (DPO wants a lower learning rate)")
+                                        description="a baseline's training where it differs from reviser_training "
+                                                    "(revisers) or policy_training (policies; DPO wants a "
+                                                    "lower learning rate)")
 
     @field_validator("revisers", "policies")
     @classmethod

@@ -1,5 +1,6 @@
 """baseline_revisers: the paper's baseline revisers (section 4.2), trained as the adaptive
-reviser is: from the preliminary reviser, on the adaptive split, with `reviser_training`.
+reviser is: from the preliminary reviser, on the adaptive split, with `reviser_training` (or its
+`baselines.training` entry).
 
 - aligner: Aligner; always revises, its completion is the target alone.
 - label: the label reviser of Appendix B, whose labels come from the original's rank alone:
@@ -19,7 +20,8 @@ from seft.stages import Ref, Stage, TrainSpec
 def stage(spec) -> Stage:
     return Stage("baseline_revisers", run, reads=("baselines.revisers", "baselines.no_revise_share"),
                  inputs=("prepare",), trainings={
-        name: TrainSpec(Ref("warmup", "reviser"), f"{name}.jsonl", spec.reviser_training,
+        name: TrainSpec(Ref("warmup", "reviser"), f"{name}.jsonl",
+                        getattr(spec.baselines.training, name) or spec.reviser_training,
                         add_tokens=LABEL_TOKENS if emits_labels(name) else ())
         for name in spec.baselines.revisers})
 
