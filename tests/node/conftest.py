@@ -60,7 +60,12 @@ def cluster(node, tmp_path_factory):
         except Exception:  # noqa: BLE001 - the pod is still starting
             return False
 
-    wait("the in-cluster S3 server", bucket, timeout=120)
+    try:
+        wait("the in-cluster S3 server", bucket, timeout=120)
+    except AssertionError as exc:  # once in many runs (2026-12-06): say what the pod and Service were doing
+        seen = [api.kubectl(*args, "-n", NS, check=False) for args in
+                (("describe", "pod", "s3"), ("logs", "s3"), ("get", "endpoints", "s3", "-o", "yaml"))]
+        raise AssertionError("\n".join([str(exc), *(out.stdout + out.stderr for out in seen)])) from None
     config = tmp_path_factory.mktemp("operator") / "config.yaml"
     config.write_text(yaml.safe_dump({
         "images": [kube_node.HARNESS], "vllm_images": [kube_node.HARNESS], "store_secret": "seft-store",
