@@ -15,19 +15,18 @@ CONSTRAINTS ?= constraints.txt
 # once (about 20 min cold on 2 cores, apt as root, cached in ~/.cache/seft-kube) when missing, in
 # the background while the other tests run. SEFT_BUILD_KUBE=0 skips those tests instead.
 export SEFT_BUILD_KUBE ?= 1
-# Unit, integration and e2e in one run on TEST_WORKERS pytest-xdist workers, so a worker done with
-# its share takes up more while another's pipeline runs; on 2 cores, 3: one for the critical path
-# below, two sharing the other core, each computing while the other waits on its subprocesses. The e2e pipelines run
+# Unit, integration and e2e in one run on TEST_WORKERS pytest-xdist workers (one core each), so a
+# worker done with its share takes up more while the other's pipeline runs. The e2e pipelines run
 # in the two groups their xdist_group marks balance by hand (e2e-2: quickstart-baselines with its
 # failed stage and the paper's claims, the suite's longest test alone; e2e-1: the S3 outage,
-# quickstart, SELF/EVOLVE), one on each
-# worker from the start: `--no-loadscope-reorder` hands out work in collection order, where
-# tests/e2e comes first. (xdist's default order, largest group first, gave one worker the kube
-# group and the other both e2e groups, the second of which then ran alone at the end.) e2e-2 is the
-# suite's critical path, a chain of one-thread trainings: tests/conftest.py lowers every other
-# test's priority, so it keeps a core to itself. The node tier (one session: its one cluster is
-# the machine's) runs beside them at the lowest priority too, mostly waiting on its pods.
-TEST_WORKERS ?= 3
+# quickstart, SELF/EVOLVE), one on each worker from the start: `--no-loadscope-reorder` hands out
+# work in collection order, where tests/e2e comes first. (xdist's default order, largest group
+# first, gave one worker the kube group and the other both e2e groups, the second of which then
+# ran alone at the end.) e2e-2 is the suite's critical path, a chain of one-thread trainings:
+# tests/conftest.py lowers every other test's priority, so that chain keeps a core to itself.
+# Then the node tier, alone: its one cluster is the machine's (beside the other tiers, its test
+# of a stage killed mid-stage lost the race to the stage's end).
+TEST_WORKERS ?= 2
 
 .PHONY: setup quickstart test protos lock smollm2
 setup: $(VENV)/.installed
@@ -54,10 +53,8 @@ smollm2: setup
 
 test: setup
 	@if [ "$$SEFT_BUILD_KUBE" = 1 ]; then bash scripts/build_kube.sh > .kube-build.log 2>&1 & fi; \
-	echo "the node tier runs beside the other tiers; its output follows theirs (.node-tier.log)"; \
-	nice -n 19 $(VENV)/bin/pytest -m node > .node-tier.log 2>&1 & node=$$!; \
-	$(VENV)/bin/pytest -m "not node" -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder; tiers=$$?; \
-	wait $$node; node_tier=$$?; cat .node-tier.log; [ $$tiers = 0 ] && [ $$node_tier = 0 ]
+	$(VENV)/bin/pytest -m "not node" -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder && \
+	$(VENV)/bin/pytest -m node
 
 protos: setup
 	$(PY) scripts/gen_protos.py
