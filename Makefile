@@ -24,8 +24,8 @@ export SEFT_BUILD_KUBE ?= 1
 # first, gave one worker the kube group and the other both e2e groups, the second of which then
 # ran alone at the end.) e2e-2 is the suite's critical path, a chain of one-thread trainings:
 # tests/conftest.py lowers every other test's priority, so that chain keeps a core to itself.
-# Then the node tier, alone: its one cluster is the machine's (beside the other tiers, its test
-# of a stage killed mid-stage lost the race to the stage's end).
+# The node tier (one session: its one cluster is the machine's) runs beside them at the lowest
+# priority too, mostly waiting on its pods; its output follows theirs.
 TEST_WORKERS ?= 2
 
 .PHONY: setup quickstart test protos lock smollm2
@@ -53,8 +53,9 @@ smollm2: setup
 
 test: setup
 	@if [ "$$SEFT_BUILD_KUBE" = 1 ]; then bash scripts/build_kube.sh > .kube-build.log 2>&1 & fi; \
-	$(VENV)/bin/pytest -m "not node" -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder && \
-	$(VENV)/bin/pytest -m node
+	nice -n 19 $(VENV)/bin/pytest -m node > .node-tier.log 2>&1 & node=$$!; \
+	$(VENV)/bin/pytest -m "not node" -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder; tiers=$$?; \
+	wait $$node; node_tier=$$?; cat .node-tier.log; [ $$tiers = 0 ] && [ $$node_tier = 0 ]
 
 protos: setup
 	$(PY) scripts/gen_protos.py

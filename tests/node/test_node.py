@@ -107,16 +107,26 @@ def test_a_quickstart_completes_on_the_node_through_faults(node, cluster, operat
         return [(p, requests_served(p)) for p in pods(node, f"seft.dev/service={service_of(node, name, stage, kind)}")
                 if p["status"].get("podIP")]
 
-    def midway(stage: str, kind: str) -> list[dict]:
-        """The stage's `kind` pods, once its Job runs and they have served a call."""
+    def started(stage: str) -> None:
         wait(f"{stage}'s Job", lambda: pods(node, f"seft.dev/pipeline={name},seft.dev/stage={stage},"
                                                   "app.kubernetes.io/component=stage"), timeout=900)
-        return wait(f"{stage}'s first {kind} call", lambda: [p for p, n in served(stage, kind) if n > 0], timeout=300,
-                    interval=0.2)
 
-    # 1. A stage pod killed mid-stage: the label stage's process, SIGKILLed once it has called the reviser.
-    midway("label", "reviser")
-    [pid] = pids_with("seft stage label")
+    def first_call(stage: str, kind: str) -> list[dict]:
+        """The stage's `kind` pods that have served a call. They are listed once, then only their
+        metrics polled: on a busy machine, kubectl at every poll could outlast a short stage."""
+        running = wait(f"{stage}'s {kind} pods", lambda: [p for p, _ in served(stage, kind)])
+        return wait(f"{stage}'s first {kind} call", lambda: [p for p in running if requests_served(p) > 0],
+                    timeout=300, interval=0.1)
+
+    def midway(stage: str, kind: str) -> list[dict]:
+        started(stage)
+        return first_call(stage, kind)
+
+    # 1. A stage pod killed mid-stage: the label stage's process, SIGKILLed once it has called the
+    # reviser. Its pid is found first: the stage may end soon after that call.
+    started("label")
+    [pid] = wait("the label stage's process", lambda: pids_with("seft stage label"), interval=0.1)
+    first_call("label", "reviser")
     os.kill(pid, signal.SIGKILL)
 
     # 2. Two reviser replicas: each served at least 30% of the label stage's calls.
