@@ -1,6 +1,8 @@
 """Service throughput, each pair measured side by side in one run on the same tiny model:
 
   (a) revisions/s at 16 concurrent clients sending one item per call: dynamic batching on vs off;
+      and the backend's own gain: the same items revised in-process in batches of 16 vs one at a
+      time (no gRPC, no waiting for callers);
   (b) revisions/s of the adaptive reviser stopping at [No Revise] vs the same model forced to
       revise (force_revise), on a set where half the originals are already right, in calls of 64
       (the pipeline's services.batch_size), with the shares of strong and weak originals it kept;
@@ -166,6 +168,10 @@ def main() -> None:
             finally:
                 srv.stop(grace=1)
         rows[-1] += (rows[-1][2] / rows[-2][2],)
+        singles, batches = median_seconds(lambda: [backend.revise([w], PARAMS) for w in work[:64]],
+                                          lambda: [backend.revise(work[i:i + 16], PARAMS) for i in range(0, 64, 16)],
+                                          repeat=5)
+        rows.append(("a", "in-process: batches of 16 vs one item at a time", None, "", singles / batches))
 
         srv = Server({"reviser": backend}).start()
         try:
