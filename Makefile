@@ -25,7 +25,7 @@ export SEFT_BUILD_KUBE ?= 1
 # ran alone at the end.) e2e-2 is the suite's critical path, a chain of one-thread trainings:
 # tests/conftest.py lowers every other test's priority, so that chain keeps a core to itself.
 # The node tier (one session: its one cluster is the machine's) runs beside them at the lowest
-# priority too, mostly waiting on its pods; its output follows theirs.
+# priority too; its output (.node-tier.log) follows theirs.
 TEST_WORKERS ?= 2
 
 .PHONY: setup quickstart test protos lock smollm2
