@@ -107,26 +107,30 @@ def test_a_quickstart_completes_on_the_node_through_faults(node, cluster, operat
         return [(p, requests_served(p)) for p in pods(node, f"seft.dev/service={service_of(node, name, stage, kind)}")
                 if p["status"].get("podIP")]
 
-    def started(stage: str) -> None:
+    def midway(stage: str, kind: str) -> list[dict]:
+        """The stage's `kind` pods, once its Job runs and they have served a call."""
         wait(f"{stage}'s Job", lambda: pods(node, f"seft.dev/pipeline={name},seft.dev/stage={stage},"
                                                   "app.kubernetes.io/component=stage"), timeout=900)
-
-    def first_call(stage: str, kind: str) -> list[dict]:
-        """The stage's `kind` pods that have served a call. They are listed once, then only their
-        metrics polled: on a busy machine, kubectl at every poll could outlast a short stage."""
-        running = wait(f"{stage}'s {kind} pods", lambda: [p for p, _ in served(stage, kind)])
-        return wait(f"{stage}'s first {kind} call", lambda: [p for p in running if requests_served(p) > 0],
-                    timeout=300, interval=0.1)
-
-    def midway(stage: str, kind: str) -> list[dict]:
-        started(stage)
-        return first_call(stage, kind)
+        return wait(f"{stage}'s first {kind} call", lambda: [p for p, n in served(stage, kind) if n > 0], timeout=300,
+                    interval=0.2)
 
     # 1. A stage pod killed mid-stage: the label stage's process, SIGKILLed once it has called the
-    # reviser. Its pid is found first: the stage may end soon after that call.
-    started("label")
-    [pid] = wait("the label stage's process", lambda: pids_with("seft stage label"), interval=0.1)
-    first_call("label", "reviser")
+    # reviser. The stage may take only seconds, less than a poll of kubectl on a busy machine, so it
+    # runs in slices of 0.1 s and is stopped (SIGSTOP) whenever the test looks: it cannot end unseen
+    # between its first call and the kill. Its process is looked for in /proc, not through kubectl.
+    [pid] = wait("the label stage's process", lambda: pids_with("seft stage label"), timeout=900, interval=0.25)
+    os.kill(pid, signal.SIGSTOP)
+    revisers = wait("the label stage's reviser pods", lambda: [p for p, _ in served("label", "reviser")])
+
+    def called() -> bool:
+        os.kill(pid, signal.SIGSTOP)
+        if any(requests_served(p) > 0 for p in revisers):
+            return True  # stopped: killed next
+        os.kill(pid, signal.SIGCONT)
+        return False
+
+    os.kill(pid, signal.SIGCONT)
+    wait("the label stage's first reviser call", called, timeout=300, interval=0.1)
     os.kill(pid, signal.SIGKILL)
 
     # 2. Two reviser replicas: each served at least 30% of the label stage's calls.
