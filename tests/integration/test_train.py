@@ -39,9 +39,11 @@ def job(tmp_path, base_model, data, **over) -> tuple:
 @pytest.mark.parametrize("deepspeed", [None, "zero2", "zero3"])
 def test_train_two_processes_loss_falls_and_model_reloads(tmp_path, base_model, sft_data, deepspeed):
     config, out = job(tmp_path, base_model, sft_data, deepspeed=deepspeed)  # nproc_per_node 2: the config's
-    proc = subprocess.run([sys.executable, "-m", "seft.cli", "train", "--config", str(config)],
-                          capture_output=True, text=True, timeout=600)
+    extensions = tmp_path / "torch_extensions"  # where torch would compile DeepSpeed's C++ ops
+    proc = subprocess.run([sys.executable, "-m", "seft.cli", "train", "--config", str(config)], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "TORCH_EXTENSIONS_DIR": str(extensions)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert not extensions.exists() or not any(extensions.iterdir())  # nothing compiled (see seft.train)
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 40 and summary["device"] == "cpu"
     losses = summary["losses"]

@@ -76,7 +76,15 @@ def train(job: TrainJob) -> dict:
     torch.set_num_threads(torch_threads(os.environ))
     ds_config = job.deepspeed_config()
     if ds_config:  # before anything else touches torch.distributed (DeepSpeed on CPU needs it)
+        import importlib
+
         import deepspeed
+
+        # On CPU DeepSpeed would build its shared-memory all-reduce here: C++ compiled at the first
+        # training of each environment (g++, about a minute on 2 cores), under a lock file that a
+        # training killed mid-build leaves behind, hanging every later one. Only inference_all_reduce
+        # (tensor-parallel inference) uses it; a training's all-reduce is torch.distributed's.
+        importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None  # (deepspeed.comm.torch is torch)
         deepspeed.init_distributed()
 
     from datasets import load_dataset
