@@ -25,7 +25,7 @@ export SEFT_BUILD_KUBE ?= 1
 # ran alone at the end.) e2e-2 is the suite's critical path, a chain of one-thread trainings:
 # tests/conftest.py lowers every other test's priority, so that chain keeps a core to itself.
 # Then the node tier, alone: its one cluster is the machine's. (Beside the other tiers, at the
-# lowest priority, it saved 0.2 of 20 minutes: too little for its waits starved on a busy machine.)
+# lowest priority, it saved 0.2 of 20 minutes: too little against its waits being starved.)
 TEST_WORKERS ?= 2
 
 .PHONY: setup quickstart test protos lock smollm2

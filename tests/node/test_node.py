@@ -103,9 +103,12 @@ def test_a_quickstart_completes_on_the_node_through_faults(node, cluster, operat
     watch.start()
     node.api.kubectl("apply", "-f", "-", input=json.dumps(doc))
 
-    def served(stage: str, kind: str) -> list[tuple[dict, float]]:
-        return [(p, requests_served(p)) for p in pods(node, f"seft.dev/service={service_of(node, name, stage, kind)}")
+    def service_pods(stage: str, kind: str) -> list[dict]:
+        return [p for p in pods(node, f"seft.dev/service={service_of(node, name, stage, kind)}")
                 if p["status"].get("podIP")]
+
+    def served(stage: str, kind: str) -> list[tuple[dict, float]]:
+        return [(p, requests_served(p)) for p in service_pods(stage, kind)]
 
     def midway(stage: str, kind: str) -> list[dict]:
         """The stage's `kind` pods, once its Job runs and they have served a call."""
@@ -120,7 +123,7 @@ def test_a_quickstart_completes_on_the_node_through_faults(node, cluster, operat
     # between its first call and the kill. Its process is looked for in /proc, not through kubectl.
     [pid] = wait("the label stage's process", lambda: pids_with("seft stage label"), timeout=900, interval=0.25)
     os.kill(pid, signal.SIGSTOP)
-    revisers = wait("the label stage's reviser pods", lambda: [p for p, _ in served("label", "reviser")])
+    revisers = wait("the label stage's reviser pods", lambda: service_pods("label", "reviser"))
 
     def called() -> bool:
         os.kill(pid, signal.SIGSTOP)
