@@ -17,6 +17,12 @@ from helpers import S3_SECRET, free_port, make_base, sort_prompts  # noqa: E402
 CRITICAL_GROUP = "e2e-2"  # the quickstart-baselines pipeline: most of `make test`'s time, on one worker
 
 
+def pytest_collection_modifyitems(items):
+    """The node tier last: xdist hands out work in collection order (make test), so the worker
+    that runs out of other work first brings up the node, beside the rest of the pipeline's chain."""
+    items.sort(key=lambda item: item.get_closest_marker("node") is not None)
+
+
 def pytest_runtest_setup(item):
     """Under xdist, a worker's first test outside CRITICAL_GROUP lowers the worker's priority (and
     its children's) to the lowest for good: that pipeline is a chain of one-thread trainings on the

@@ -20,7 +20,9 @@ import yaml
 from helpers import pids_with
 from nodetier import NS, S3_KEYS, wait
 
-pytestmark = [pytest.mark.node, pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
+# One xdist group: the machine's one cluster serves every test here, on one worker.
+pytestmark = [pytest.mark.node, pytest.mark.xdist_group("node"),
+              pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")]
 ROOT = Path(__file__).resolve().parents[2]
 SMALL_CPU = {"cpu": "100m", "cpu_limit": "2"}  # requests fit 2 cores; limits let each burst
 
@@ -121,7 +123,9 @@ def test_a_quickstart_completes_on_the_node_through_faults(node, cluster, operat
     # reviser. The stage may take only seconds, less than a poll of kubectl on a busy machine, so it
     # runs in slices of 0.1 s and is stopped (SIGSTOP) whenever the test looks: it cannot end unseen
     # between its first call and the kill. Its process is looked for in /proc, not through kubectl.
-    [pid] = wait("the label stage's process", lambda: pids_with("seft stage label"), timeout=900, interval=0.25)
+    # The pod's command line (objects.stage_job): the spec it mounts tells it from any other test's `seft stage`.
+    [pid] = wait("the label stage's process", lambda: pids_with("seft stage label --spec /etc/seft/spec.yaml"),
+                 timeout=900, interval=0.25)
     os.kill(pid, signal.SIGSTOP)
     revisers = wait("the label stage's reviser pods", lambda: service_pods("label", "reviser"))
 
