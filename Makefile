@@ -24,8 +24,9 @@ export SEFT_BUILD_KUBE ?= 1
 # one worker the kube group and the other both e2e groups, the second of which then ran alone at
 # the end.) e2e-2 is the suite's critical path, a chain of one-thread trainings: tests/conftest.py
 # lowers every other test's priority, so that chain keeps a core to itself. The node tier (group
-# `node`: its one cluster is the machine's) is collected last, so the worker that runs out of other
-# work first brings it up beside the end of that chain, on the core the chain leaves.
+# `node`: its one cluster is the machine's) is collected right after tests/e2e, so the worker done
+# with e2e-1 runs it beside that chain (the other worker holds one more unit from the start, the
+# opt-in e2e test, behind its pipeline); then both share the integration and unit tests.
 TEST_WORKERS ?= 2
 
 .PHONY: setup quickstart test protos lock smollm2

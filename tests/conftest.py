@@ -18,9 +18,10 @@ CRITICAL_GROUP = "e2e-2"  # the quickstart-baselines pipeline: most of `make tes
 
 
 def pytest_collection_modifyitems(items):
-    """The node tier last: xdist hands out work in collection order (make test), so the worker
-    that runs out of other work first brings up the node, beside the rest of the pipeline's chain."""
-    items.sort(key=lambda item: item.get_closest_marker("node") is not None)
+    """The e2e pipelines, then the node tier, then the rest. xdist hands out work in this order
+    (make test): the worker done with its e2e group first runs the node tier, whose waits on pods
+    leave the CPU half idle, while the other worker's pipeline runs; then both share the rest."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("e2e") else 1 if item.get_closest_marker("node") else 2)
 
 
 def pytest_runtest_setup(item):

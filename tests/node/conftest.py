@@ -5,7 +5,6 @@ operator's pipelines need. Skipped, saying why, where the node cannot run."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import kube_node
@@ -16,22 +15,25 @@ from nodetier import NS, S3_KEYS, Operator, harness_pod, wait
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
+# Module-scoped, not session: under xdist (make test) the worker goes on to other tests once this
+# module is done, and the node must be gone by then, its KUBECONFIG with it.
+@pytest.fixture(scope="module")
 def node(tmp_path_factory):
     reason = kube_node.why_not()
     if reason:
         pytest.skip(reason)
     work = tmp_path_factory.mktemp("node")
     n = kube_node.Node(work)
-    os.environ["KUBECONFIG"] = str(n.kubeconfig)
     try:
-        yield n
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("KUBECONFIG", str(n.kubeconfig))
+            yield n
     finally:
         n.stop()
     assert kube_node.leftovers(work.resolve()) == []  # torn down cleanly: processes, mounts, bridge, iptables
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster(node, tmp_path_factory):
     """The namespace a pipeline runs in; returns the S3 endpoint (a ClusterIP) and the operator's
     configuration file: the harness image allowed, pod defaults that mount the host's Python."""

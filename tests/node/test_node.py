@@ -86,15 +86,16 @@ def requests_served(pod: dict) -> float:
                if line.startswith("seft_requests_total{") and 'code="OK"' in line)
 
 
-def store(endpoint: str, name: str):
+def store(endpoint: str, name: str, monkeypatch):
     from seft.spec import StoreConfig
     from seft.storage import open_store
 
-    os.environ.update(S3_KEYS)
+    for key, value in S3_KEYS.items():
+        monkeypatch.setenv(key, value)
     return open_store(StoreConfig(uri="s3://seft", endpoint=endpoint, secure=False), name)
 
 
-def test_a_quickstart_completes_on_the_node_through_faults(node, cluster, operator, tmp_path):
+def test_a_quickstart_completes_on_the_node_through_faults(node, cluster, operator, tmp_path, monkeypatch):
     """The pipeline reaches Complete with real pods, while: a stage pod is killed mid-stage (retried),
     the operator is restarted (no duplicates), one of two reviser replicas is deleted mid-stage and
     the one generator pod is deleted mid-stage (each replaced; no item lost). Each of two reviser
@@ -177,7 +178,7 @@ def test_a_quickstart_completes_on_the_node_through_faults(node, cluster, operat
     assert all(s["attempt"] == 1 for n, s in stages.items() if n != "label"), retried
 
     # No item lost: every original labelled, every prompt answered and revised, despite the deletions.
-    s = store(cluster["endpoint"], name)
+    s = store(cluster["endpoint"], name, monkeypatch)
     prepare = s.fetch("prepare")
     assert s.manifest("label")["summary"]["samples"] == lines_in(prepare / "adaptive.jsonl") > 0
     for stage in ("internal", "external"):
