@@ -167,12 +167,22 @@ def pids_holding(path: Path) -> list[int]:
     out = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            files = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
-        except OSError:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:  # gone, or not ours to read
             continue
-        if any(f == str(path) or f.startswith(f"{path}/") for f in files):
+        targets = (_fd_target(f"/proc/{pid}/fd/{fd}") for fd in fds)
+        if any(t == str(path) or t.startswith(f"{path}/") for t in targets):
             out.append(int(pid))
     return out
+
+
+def _fd_target(link: str) -> str:
+    """Where an fd points; "" when it closed since its directory was listed (a server closes a
+    client's socket as the client goes: one such fd must not hide the process)."""
+    try:
+        return os.readlink(link)
+    except OSError:
+        return ""
 
 
 def kill_all(marker: str) -> None:
