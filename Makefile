@@ -12,7 +12,7 @@ TORCH_INDEX ?=
 CONSTRAINTS ?= constraints.txt
 # The operator's tests need Kubernetes binaries: the played tier a real kube-apiserver, the node
 # tier (tests/node, root) a real one-node cluster. scripts/build_kube.sh builds the five binaries
-# once (about 20 min cold on 2 cores, apt as root, cached in ~/.cache/seft-kube) when missing, in
+# once (6-20 min cold on 2 cores, apt as root, cached in ~/.cache/seft-kube) when missing, in
 # the background while the other tests run. SEFT_BUILD_KUBE=0 skips those tests instead.
 export SEFT_BUILD_KUBE ?= 1
 # Every tier in one run on TEST_WORKERS pytest-xdist workers (one core each), so a worker done
