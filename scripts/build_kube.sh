@@ -5,7 +5,7 @@
 # kube-proxy are built from Debian's own kubernetes source package (1.20.2) with Debian's Go, with
 # the vendored reflect2 replaced (below); containerd, runc, the CNI plugins, conntrack and a static
 # busybox come from apt. The binaries are cached: when they exist this prints the cache directory
-# and exits at once (after any build in progress). First build: about 6-15 min on 2 cores.
+# and exits at once (after any build in progress). First build: 6-20 min on 2 cores.
 #
 #   scripts/build_kube.sh            # prints the cache directory
 #   SEFT_KUBE_CACHE=DIR scripts/...  # cache elsewhere (default ~/.cache/seft-kube)
