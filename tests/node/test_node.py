@@ -19,6 +19,7 @@ import pytest
 import yaml
 from helpers import pids_with
 from nodetier import NS, S3_KEYS, wait
+from seft_operator.objects import SPEC_DIR
 
 # One xdist group: the machine's one cluster serves every test here, on one worker.
 pytestmark = [pytest.mark.node, pytest.mark.xdist_group("node"),
@@ -125,7 +126,7 @@ def test_a_quickstart_completes_on_the_node_through_faults(node, cluster, operat
     # runs in slices of 0.1 s and is stopped (SIGSTOP) whenever the test looks: it cannot end unseen
     # between its first call and the kill. Its process is looked for in /proc, not through kubectl.
     # The pod's command line (objects.stage_job): the spec it mounts tells it from any other test's `seft stage`.
-    [pid] = wait("the label stage's process", lambda: pids_with("seft stage label --spec /etc/seft/spec.yaml"),
+    [pid] = wait("the label stage's process", lambda: pids_with(f"seft stage label --spec {SPEC_DIR}/spec.yaml"),
                  timeout=900, interval=0.25)
     os.kill(pid, signal.SIGSTOP)
     revisers = wait("the label stage's reviser pods", lambda: service_pods("label", "reviser"))
