@@ -8,6 +8,7 @@ The data is the quickstart's sorting task; the critic plays no part."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from seft.client import ReviserClient
 from seft.labelling import LABEL_TOKENS, Label
 from seft.settings import Sampling
 from seft_services.backends.transformers_lm import CausalLM, TransformersReviser
+from seft_services.protocol import SamplingParams
 from seft_services.server import Server
 
 from helpers import sort_prompts
@@ -83,3 +85,15 @@ def test_a_real_tokenizer_learns_the_label_tokens_and_the_service_emits_them(tmp
     for g, (_, original, lb, _) in zip(got, held_out):
         if g.label is Label.NO:
             assert g.text == original and g.completion_tokens == 1  # the label alone, as one token
+
+
+def test_prefix_caching_on_a_real_chat_template_answers_as_without(smollm2):
+    """SmolLM2's template opens every prompt with its system prompt: the reviser's prompts share it
+    and the reviser's opening, computed once, with the answers of the model without the cache."""
+    from seft.chat import reviser_prompt
+
+    lm, plain = CausalLM(str(smollm2)), CausalLM(str(smollm2), prefix_caching=False)
+    seqs = [lm.encode(reviser_prompt(p, "I have no idea.")) for p, _ in sort_prompts(4, seed=3)]
+    greedy = SamplingParams(max_new_tokens=8, temperature=0.0)
+    assert lm.generate(seqs, greedy) == plain.generate(seqs, greedy)
+    assert lm.prefix == os.path.commonprefix(seqs) and len(lm.prefix) > 20

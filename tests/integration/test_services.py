@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from seft.chat import reviser_prompt
 from seft.client import CriticClient, GeneratorClient, LabellerClient, ReviserClient
 from seft.labelling import Label, Rule
 from seft.settings import Sampling
@@ -124,6 +126,31 @@ def test_generation_continued_from_a_prefill_equals_generation_from_scratch(base
     params = SamplingParams(max_new_tokens=6, temperature=0.0)
     continued = lm.generate(lm.prefill(seqs)[1].continue_with(rows, extra), params)
     assert continued == [lm.generate([seqs[r] + [tok]], params)[0] for r, tok in zip(rows, extra)]
+
+
+def test_prefix_caching_computes_a_shared_opening_once_and_answers_as_without(base_model):
+    """A call's prompts share the chat template's opening and the task's instruction: its KV cache
+    is computed once, each row computes only the rest, and the answers and next-token
+    distributions are those of the same model without the cache."""
+    lm, plain = CausalLM(str(base_model)), CausalLM(str(base_model), prefix_caching=False)
+    computed = []  # the tokens of each forward pass
+    lm.model.get_input_embeddings().register_forward_hook(lambda module, args, out: computed.append(args[0].numel()))
+    seqs = [lm.encode(p) for p, _ in sort_prompts(8)]
+    opening = os.path.commonprefix(seqs)
+    logp, _ = lm.prefill(seqs)
+    assert lm.prefix == opening and len(opening) >= lm.MIN_PREFIX
+    assert computed == [len(opening), len(seqs) * (max(map(len, seqs)) - len(opening))]  # once, then the rest
+    assert torch.allclose(logp, plain.prefill(seqs)[0], atol=1e-5)
+    greedy = SamplingParams(max_new_tokens=6, temperature=0.0)
+    assert lm.generate(seqs, greedy) == plain.generate(seqs, greedy)
+    computed.clear()
+    assert lm.generate([seqs[3]], greedy) == plain.generate([seqs[3]], greedy)
+    assert computed[0] == len(seqs[3]) - len(opening)  # a lone prompt starts from the cached opening too
+    other = [lm.encode(reviser_prompt(p, "1 2")) for p, _ in sort_prompts(4, seed=1)]  # another opening
+    assert lm.generate(other, greedy) == plain.generate(other, greedy)
+    assert lm.prefix == os.path.commonprefix(other) != opening
+    assert lm.generate(seqs[:2], greedy) == plain.generate(seqs[:2], greedy)  # and back
+    assert lm.prefix == os.path.commonprefix(seqs[:2])
 
 
 def msgs_dict():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from dataclasses import dataclass
@@ -51,11 +52,31 @@ class Prefill:
                        torch.cat([self.mask[index], torch.ones_like(extra)], -1), self.cache)
 
 
-class CausalLM:
-    """A causal LM and its tokenizer; calls are serialised (one batch at a time)."""
+def _shared_length(seqs: list[list[int]]) -> int:
+    """How many leading tokens all seqs share."""
+    n = 0
+    for column in zip(*seqs):
+        if any(t != column[0] for t in column):
+            break
+        n += 1
+    return n
 
-    def __init__(self, model_dir: str, device: str | None = None):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+class CausalLM:
+    """A causal LM and its tokenizer; calls are serialised (one batch at a time).
+
+    Prefix caching: the KV cache of one token prefix that calls share (the chat template's opening,
+    a task's instruction) is computed once, and a batch that starts with it computes only the rest
+    of each prompt. The prefix is learnt from the traffic: what every row of a batch shares, or
+    what a lone prompt shares with the one before, when the cached prefix does not serve it. vLLM
+    keeps many prefixes (automatic prefix caching); one serves a service whose calls share a
+    template."""
+
+    MIN_PREFIX = 4  # tokens: a shorter shared prefix is not worth its cache
+
+    def __init__(self, model_dir: str, device: str | None = None, prefix_caching: bool = True):
+        from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+        from transformers.cache_utils import DynamicLayer
 
         if os.environ.get("OMP_NUM_THREADS"):
             torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
@@ -66,6 +87,12 @@ class CausalLM:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(model_dir).to(self.device).eval()
         self.lock = threading.Lock()
+        # only plain layers: a sliding window's cache cannot be cut back to a shorter prefix
+        self.prefix_caching = prefix_caching and all(
+            type(layer) is DynamicLayer for layer in DynamicCache(config=self.model.config).layers)
+        self.prefix: list[int] = []   # the cached prefix's tokens
+        self.prefix_cache = None      # its KV cache, one row
+        self.last: list[int] = []     # the last call's first prompt
 
     def encode(self, messages: list[dict]) -> list[int]:
         return prompt_ids(self.tokenizer, messages)
@@ -77,6 +104,41 @@ class CausalLM:
         mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
         return ids, mask
 
+    def _prefix_length(self, seqs: list[list[int]]) -> int:
+        """How much of seqs' shared opening the prefix cache holds, learning a longer one first where
+        this call shows it. Every row keeps at least one token to compute (its next token's logits)."""
+        if not self.prefix_caching:
+            return 0
+        room = min(len(s) for s in seqs) - 1
+        held = min(_shared_length([self.prefix, *seqs]), room) if self.prefix else 0
+        if len(seqs) > 1:
+            shared = min(_shared_length(seqs), room)
+        else:  # a lone prompt: learn from the one before, only when the cached prefix does not serve
+            shared = min(_shared_length([seqs[0], self.last]), room) if self.last and held < self.MIN_PREFIX else 0
+        self.last = seqs[0]
+        if shared > held and shared >= self.MIN_PREFIX:
+            from transformers import DynamicCache
+
+            self.prefix, self.prefix_cache = seqs[0][:shared], DynamicCache(config=self.model.config)
+            self.model(input_ids=torch.tensor([self.prefix], device=self.device), cache=self.prefix_cache,
+                       use_cache=True, logits_to_keep=1)
+            return shared
+        return held if held >= self.MIN_PREFIX else 0
+
+    def _batch(self, seqs: list[list[int]]):
+        """ids and mask for seqs, left-padded, and where they start with the cached prefix, the batch's
+        copy of its KV cache: then the prefix comes first and each row's padding after it (positions
+        follow the mask, so each row is computed as it would be alone)."""
+        m = self._prefix_length(seqs)
+        if m == 0:
+            return (*self._left_pad(seqs), None)
+        ids, mask = self._left_pad([s[m:] for s in seqs])
+        head = torch.tensor(self.prefix[:m], device=self.device).expand(len(seqs), m)
+        cache = copy.deepcopy(self.prefix_cache)
+        cache.crop(m - len(self.prefix))  # a negative count: the tokens past m go
+        cache.batch_repeat_interleave(len(seqs))
+        return torch.cat([head, ids], -1), torch.cat([torch.ones_like(head), mask], -1), cache
+
     @torch.inference_mode()
     def generate(self, seqs: list[list[int]] | Prefill, params: SamplingParams, stop=None) -> list[list[int]]:
         """New token ids for each prompt (up to, not including, EOS); `seqs` may be a Prefill, whose
@@ -86,10 +148,11 @@ class CausalLM:
 
         kwargs = {"do_sample": params.temperature > 0}
         if isinstance(seqs, Prefill):
-            ids, mask = seqs.ids, seqs.mask
-            kwargs["cache"] = seqs.cache
+            ids, mask, cache = seqs.ids, seqs.mask, seqs.cache
         else:
-            ids, mask = self._left_pad(seqs)
+            ids, mask, cache = self._batch(seqs)
+        if cache is not None:  # generation computes only the tokens the cache lacks
+            kwargs["cache"] = cache
         if stop is not None:
             kwargs["stopping_criteria"] = StoppingCriteriaList([_StopRows(stop)])
         if kwargs["do_sample"]:
@@ -111,11 +174,12 @@ class CausalLM:
         batch's KV cache to generate from."""
         from transformers import DynamicCache
 
-        ids, mask = self._left_pad(seqs)
+        ids, mask, cache = self._batch(seqs)
+        cache = cache if cache is not None else DynamicCache(config=self.model.config)
+        cached = cache.get_seq_length()
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self.model.config)
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
-                            use_cache=True, logits_to_keep=1).logits[:, -1]
+        logits = self.model(input_ids=ids[:, cached:], attention_mask=mask, position_ids=positions[:, cached:],
+                            cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
         if cache.get_seq_length() != ids.shape[1]:  # a transformers that ignores `cache=`: never generate from it
             raise RuntimeError(f"{type(self.model).__name__} did not fill the KV cache it was given "
                                "(transformers too old for `cache=`?)")
