@@ -11,7 +11,9 @@
       revisions continue from), so the ceiling is 1 / (p + (1 - p) r), p the share of a forced
       call that pass takes, r the share of rows revised;
   (c) the time of one call through gRPC on loopback vs calling the backend in-process, at batch
-      1 and 32, over originals half strong and half weak, in turns in the client's process.
+      1 and 32, over originals half strong and half weak, in turns in the client's process;
+  (d) prefix caching: revisions/s of forced revision in calls of 64, in-process, with the cache
+      of the opening the prompts share vs without.
 
 The clients of (a) and (c) run in a process of their own, as clients do: in the server's process
 their threads would compete with it for the GIL.
@@ -203,6 +205,16 @@ def main() -> None:
                 rows.append(("c", f"batch {n}: gRPC on loopback", remote * 1000, "ms/call", remote / local))
         finally:
             srv.stop(grace=1)
+
+        # (d) prefix caching on vs off, the same calls in turns
+        plain = TransformersReviser(CausalLM(str(model), prefix_caching=False))
+        calls = [work[i:i + 64] for i in range(0, len(work), 64)]
+        off, on = median_seconds(*(lambda r=r: [r.revise(c, PARAMS, force_revise=True) for c in calls]
+                                   for r in (plain, backend)), repeat=5)
+        prompt = len(backend.encode(work[:1])[0])
+        rows.append(("d", "forced, calls of 64, no prefix cache", len(work) / off, "revisions/s"))
+        rows.append(("d", f"with it (an opening of {len(backend.lm.prefix)} of ~{prompt} prompt tokens)",
+                     len(work) / on, "revisions/s", off / on))
 
     table = Table(title="seft services on a tiny reviser (one torch thread per process)")
     for col in ("", "measurement", "value", "unit", "ratio"):
