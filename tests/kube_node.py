@@ -192,7 +192,11 @@ class Node:
                     "--hostname-override=localhost", "--container-runtime=remote",
                     f"--container-runtime-endpoint=unix://{w / 'containerd.sock'}",
                     f"--pod-infra-container-image={PAUSE}", "--register-node=true")
+        # Endpoints, not EndpointSlices: this 1.20 controller manager once left a Service's slice
+        # empty after its pod turned Ready while the Service's Endpoints listed the pod (2026-12-06:
+        # the slice's address list in etcd empty two minutes on), and kube-proxy then rejects calls.
         self._spawn("kube-proxy", str(CACHE / "kube-proxy"), f"--kubeconfig={kc}", "--hostname-override=localhost",
+                    "--feature-gates=EndpointSliceProxying=false",
                     "--proxy-mode=iptables", f"--cluster-cidr={POD_CIDR}", "--conntrack-max-per-core=0",
                     "--bind-address=127.0.0.1", "--healthz-bind-address=127.0.0.1:10256",
                     "--metrics-bind-address=127.0.0.1:10249")

@@ -5,6 +5,7 @@ operator's pipelines need. Skipped, saying why, where the node cannot run."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import kube_node
@@ -55,19 +56,24 @@ def cluster(node, tmp_path_factory):
     client = Minio(endpoint, access_key=S3_KEYS["AWS_ACCESS_KEY_ID"], secret_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"],
                    secure=False)
 
+    last = []  # the client's last error
+
     def bucket():
         try:
             client.make_bucket("seft")
             return True
-        except Exception:  # noqa: BLE001 - the pod is still starting
+        except Exception as exc:  # noqa: BLE001 - the pod is still starting
+            last[:] = [repr(exc)]
             return False
 
     try:
         wait("the in-cluster S3 server", bucket, timeout=120)
-    except AssertionError as exc:  # once in many runs (2026-12-06): say what the pod and Service were doing
+    except AssertionError as exc:  # say what the pod, the Service and kube-proxy's view of it were
         seen = [api.kubectl(*args, "-n", NS, check=False) for args in
-                (("describe", "pod", "s3"), ("logs", "s3"), ("get", "endpoints", "s3", "-o", "yaml"))]
-        raise AssertionError("\n".join([str(exc), *(out.stdout + out.stderr for out in seen)])) from None
+                (("describe", "pod", "s3"), ("logs", "s3"), ("get", "endpoints,endpointslices", "-o", "yaml"))]
+        nat = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True).stdout
+        rules = [rule for rule in nat.splitlines() if "seft/s3" in rule]
+        raise AssertionError("\n".join([str(exc), *last, *(out.stdout + out.stderr for out in seen), *rules])) from None
     config = tmp_path_factory.mktemp("operator") / "config.yaml"
     config.write_text(yaml.safe_dump({
         "images": [kube_node.HARNESS], "vllm_images": [kube_node.HARNESS], "store_secret": "seft-store",
