@@ -192,9 +192,9 @@ class Node:
                     "--hostname-override=localhost", "--container-runtime=remote",
                     f"--container-runtime-endpoint=unix://{w / 'containerd.sock'}",
                     f"--pod-infra-container-image={PAUSE}", "--register-node=true")
-        # Endpoints, not EndpointSlices: this 1.20 controller manager once left a Service's slice
-        # empty after its pod turned Ready while the Service's Endpoints listed the pod (2026-12-06:
-        # the slice's address list in etcd empty two minutes on), and kube-proxy then rejects calls.
+        # Endpoints, not EndpointSlices: this 1.20 controller manager at times (2 of ~10 runs on
+        # 2026-12-06) left a Service's slice empty after its pod turned Ready, while the Service's
+        # Endpoints listed the pod (read back from etcd two minutes on); kube-proxy then rejects calls.
         self._spawn("kube-proxy", str(CACHE / "kube-proxy"), f"--kubeconfig={kc}", "--hostname-override=localhost",
                     "--feature-gates=EndpointSliceProxying=false",
                     "--proxy-mode=iptables", f"--cluster-cidr={POD_CIDR}", "--conntrack-max-per-core=0",
