@@ -110,9 +110,10 @@ class CausalLM:
         if not self.prefix_caching:
             return 0
         room = min(len(s) for s in seqs) - 1
-        held = min(_shared_length([self.prefix, *seqs]), room) if self.prefix else 0
+        common = min(_shared_length(seqs), room)  # one scan of the batch: the cache's share follows from it
+        held = min(common, _shared_length([self.prefix, seqs[0]]))
         if len(seqs) > 1:
-            shared = min(_shared_length(seqs), room)
+            shared = common
         else:  # a lone prompt: learn from the one before, only when the cached prefix does not serve
             shared = min(_shared_length([seqs[0], self.last]), room) if self.last and held < self.MIN_PREFIX else 0
         self.last = seqs[0]
