@@ -15,6 +15,14 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")  # before gRPC loads:
 from helpers import S3_SECRET, free_port, make_base, sort_prompts  # noqa: E402
 
 CRITICAL_GROUP = "e2e-2"  # the quickstart-baselines pipeline: most of `make test`'s time, on one worker
+CORES = frozenset(os.sched_getaffinity(0))
+CRITICAL_CORE = min(CORES)
+_session = {"critical": False, "ran_critical": False}
+
+
+def _group(item) -> str | None:
+    mark = item.get_closest_marker("xdist_group")
+    return mark.args[0] if mark else None
 
 
 def pytest_collection_modifyitems(items):
@@ -24,14 +32,38 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: 0 if item.get_closest_marker("e2e") else 1 if item.get_closest_marker("node") else 2)
 
 
+def pytest_collection_finish(session):
+    _session["critical"] = any(_group(item) == CRITICAL_GROUP for item in session.items)
+
+
 def pytest_runtest_setup(item):
-    """Under xdist, a worker's first test outside CRITICAL_GROUP lowers the worker's priority (and
-    its children's) to the lowest for good: that pipeline is a chain of one-thread trainings on the
-    suite's critical path, and the other tests, which wait on servers and subprocesses much of
-    their time, fit in the CPU it leaves (README "Tests")."""
-    group = item.get_closest_marker("xdist_group")
-    if os.environ.get("PYTEST_XDIST_WORKER") and not (group and group.args[0] == CRITICAL_GROUP):
-        os.setpriority(os.PRIO_PROCESS, 0, 19)
+    """Under xdist, CRITICAL_GROUP's pipeline, a chain of one-thread trainings on the suite's
+    critical path, keeps a core to itself (README "Tests"): its worker runs on CRITICAL_CORE, and
+    the other workers, from their first test, at the lowest priority on the other cores. Priority
+    alone does not keep the core: torchrun's workers and the node tier's processes start sessions
+    of their own, and the kernel's autogroups share the CPU between sessions whatever their nice
+    (one-thread training steps beside them were 1.4x slower, 1.0x with the cores apart). Children
+    inherit both. After the pipeline its worker takes up the rest on every core."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    critical = _group(item) == CRITICAL_GROUP
+    if critical:
+        os.sched_setaffinity(0, {CRITICAL_CORE})
+        _session["ran_critical"] = True
+        return
+    os.setpriority(os.PRIO_PROCESS, 0, 19)
+    others = CORES - {CRITICAL_CORE}
+    keep_apart = _session["critical"] and others and not _session["ran_critical"]
+    os.sched_setaffinity(0, others if keep_apart else CORES)
+
+
+@pytest.fixture
+def every_core():
+    """The test's process may run on every core the suite may use, not only its worker's share."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, CORES)
+    yield len(CORES)
+    os.sched_setaffinity(0, before)
 
 
 @pytest.fixture(scope="session")

@@ -153,7 +153,8 @@ def test_a_forked_training_that_fails_says_why_in_its_log(tmp_path, base_model):
     assert not (out / "train_summary.json").exists()
 
 
-def test_a_stage_shares_the_cores_among_its_trainings_and_they_train_alike(tmp_path, base_model, monkeypatch):
+def test_a_stage_shares_the_cores_among_its_trainings_and_they_train_alike(tmp_path, base_model, monkeypatch,
+                                                                           every_core):
     """A training alone gets every core, two side by side share them, OMP_NUM_THREADS wins over
     the share. The same job on the same threads gives the same model, bit for bit; on other
     threads a close one (a reduction split among more threads may round otherwise: at the
