@@ -11,7 +11,10 @@
       revisions continue from), so the ceiling is 1 / (p + (1 - p) r), p the share of a forced
       call that pass takes, r the share of rows revised;
   (c) the time of one call through gRPC on loopback vs calling the backend in-process, at batch
-      1 and 32, over originals half strong and half weak, in turns in the client's process;
+      1 and 32, over originals half strong and half weak, in turns in the client's process; and
+      what the round trip adds to a backend with no model, one that answers at once and one that
+      holds its thread as long as the model's call took (the stack's own cost, and what waking
+      the client and the server after that wait costs on this machine);
   (d) prefix caching: revisions/s of forced revision in calls of 64, in-process, with the cache
       of the opening the prompts share vs without.
 
@@ -49,6 +52,7 @@ from seft.settings import Sampling
 from seft.spec import TinyModel  # noqa: E402
 from seft.tasks import spelling  # noqa: E402
 from seft.tinymodel import build_model, build_tokenizer, quick_sft  # noqa: E402
+from seft_services.backends import Revision  # noqa: E402
 from seft_services.backends.transformers_lm import CausalLM, TransformersReviser  # noqa: E402
 from seft_services.protocol import SamplingParams  # noqa: E402
 from seft_services.server import Server  # noqa: E402
@@ -110,6 +114,26 @@ def _local_and_remote_seconds(model: str, endpoint: str, batches: list, out) -> 
     with ReviserClient(endpoint, batch_size=64) as client:
         out.put(median_seconds(lambda: [backend.revise(b, PARAMS) for b in batches],
                                lambda: [client.revise(b, SAMPLING) for b in batches]))
+
+
+class Hold:
+    """A reviser with no model: it holds its thread for `seconds` (as a model's call would) and
+    leaves every original as it is."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def revise(self, items, params, force_revise=False, stop=None) -> list[Revision]:
+        end = time.perf_counter() + self.seconds
+        while time.perf_counter() < end:
+            pass
+        return [Revision(None, original, False, 0, 0) for _, original in items]
+
+
+def _round_trip_seconds(endpoint: str, batches: list, out) -> None:
+    """The median time of the batches' calls through the server."""
+    with ReviserClient(endpoint, batch_size=64) as client:
+        out.put(median_seconds(lambda: [client.revise(b, SAMPLING) for b in batches])[0])
 
 
 def in_child(fn, *args):
@@ -203,6 +227,14 @@ def main() -> None:
                 local, remote = (t / calls for t in in_child(_local_and_remote_seconds, str(model), srv.endpoint, batches))
                 rows.append(("c", f"batch {n}: in-process", local * 1000, "ms/call"))
                 rows.append(("c", f"batch {n}: gRPC on loopback", remote * 1000, "ms/call", remote / local))
+                for hold in (0.0, local):
+                    bare = Server({"reviser": Hold(hold)}, batch_wait_ms=0).start()
+                    try:
+                        added = in_child(_round_trip_seconds, bare.endpoint, batches) / calls - hold
+                    finally:
+                        bare.stop(grace=1)
+                    rows.append(("c", f"batch {n}: what gRPC adds to a backend that answers after {hold * 1000:.1f} ms",
+                                 added * 1000, "ms/call"))
         finally:
             srv.stop(grace=1)
 
