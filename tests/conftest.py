@@ -42,7 +42,7 @@ def pytest_runtest_setup(item):
     the other workers, from their first test, at the lowest priority on the other cores. Priority
     alone does not keep the core: torchrun's workers and the node tier's processes start sessions
     of their own, and the kernel's autogroups share the CPU between sessions whatever their nice
-    (one-thread training steps beside them were 1.4x slower, 1.0x with the cores apart). Children
+    (one-thread training steps beside them were 1.4-1.6x slower, 1.0x with the cores apart). Children
     inherit both. After the pipeline its worker takes up the rest on every core."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
