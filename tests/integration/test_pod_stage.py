@@ -57,12 +57,15 @@ def train(tmp_path, spec, stage_name: str, job: str) -> None:
     path = tmp_path / f"{stage_name}-{job}.json"
     path.write_text(json.dumps(config))
     pod = tmp_path / f"pod-train-{stage_name}-{job}"  # the pod's working directory
+    tmp = pod.with_name(f"{pod.name}-tmp")  # its temporary directory
     pod.mkdir()
+    tmp.mkdir()
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
                           "-m", "seft.train", "--config", str(path)], capture_output=True, text=True, timeout=600,
-                         cwd=pod)
+                         cwd=pod, env={**os.environ, "TMPDIR": str(tmp)})
     assert out.returncode == 0, out.stderr[-3000:]
     assert list(pod.iterdir()) == []  # nothing written under a store URI taken for a local path ("s3:/...")
+    assert not list(tmp.glob("seft-*"))  # nor its scratch: what it fetched and staged, its checkpoints
 
 
 def test_stage_jobs_and_training_jobs_hand_artifacts_over_through_the_store(tmp_path, s3_server, s3_env):

@@ -24,17 +24,14 @@ def load_job(argv: list[str]) -> TrainJob:
     return validate(TrainJob, load_yaml(args.config, args.set), args.config)
 
 
-def localize_job(job: TrainJob, scratch: Path | None = None) -> tuple[TrainJob, Callable[[dict], None] | None]:
+def localize_job(job: TrainJob, scratch: Path) -> tuple[TrainJob, Callable[[dict], None] | None]:
     """A job whose model, data and output_dir are store URIs (a PyTorchJob's) with local paths
-    instead (under `scratch`, a new temporary directory by default), and what publishes the
-    trained model (all of it or nothing) afterwards."""
+    instead (under `scratch`), and what publishes the trained model (all of it or nothing)
+    afterwards."""
     if job.store is None:
         return job, None
-    import tempfile
-
     from seft.storage import localize, open_store
 
-    scratch = scratch or Path(tempfile.mkdtemp(prefix="seft-train-"))
     store = open_store(job.store, scratch=scratch)
     root = store.uri().rstrip("/") + "/"
 
@@ -71,6 +68,15 @@ def checkpoints(job: TrainJob, original: TrainJob):
 
 
 def train(job: TrainJob) -> dict:
+    import tempfile
+
+    # What a job on store URIs downloads (objects no artifact holds: a model put there with `seft
+    # store cp`) and stages goes here, and is gone after, trained or not.
+    with tempfile.TemporaryDirectory(prefix="seft-train-") as scratch:
+        return train_in(job, Path(scratch))
+
+
+def train_in(job: TrainJob, scratch: Path) -> dict:
     import torch
 
     torch.set_num_threads(torch_threads(os.environ))
@@ -96,7 +102,7 @@ def train(job: TrainJob) -> dict:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     # Local paths first: the Trainer makes directories under output_dir, which must not be a URI.
     original = job
-    job, publish = localize_job(job)
+    job, publish = localize_job(job, scratch)
     ckpts = checkpoints(job, original)
     raw = load_dataset("json", data_files=job.data, split="train")
     for column in job.columns():
