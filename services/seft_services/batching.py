@@ -28,6 +28,7 @@ from seft_services.backends import Cancelled
 
 
 Stop = Callable[[], list]  # per-item flags
+_CLOSE = object()  # on the queue: the batcher's thread ends there
 
 
 @dataclass
@@ -47,13 +48,21 @@ class DynamicBatcher:
         self.run, self.max_items, self.max_wait_s, self.on_batch = run, max_items, max_wait_s, on_batch
         self.queue: queue.Queue[_Call] = queue.Queue()
         self.held: list[_Call] = []  # calls that could not join the last batch (other key, or too big)
-        threading.Thread(target=self._loop, daemon=True, name="seft-batcher").start()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="seft-batcher")
+        self.thread.start()
 
     def submit(self, items: list, key: Hashable = None, stop: Stop | None = None) -> list:
         """Blocks until this call's results are ready; raises what the backend raised."""
         call = _Call(key, list(items), stop)
         self.queue.put(call)
         return call.future.result()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Ends its thread (which holds the backend) once the calls queued before this are done,
+        waiting up to `timeout` seconds: a thread of torch's still ending as the process exits
+        aborts it."""
+        self.queue.put(_CLOSE)
+        self.thread.join(timeout)
 
     def _next(self, timeout: float | None) -> _Call | None:
         if self.held:
@@ -67,12 +76,17 @@ class DynamicBatcher:
         expected, last_end, last_took = 0, 0.0, 0.0  # calls expected back after the last batch; its end, its time
         while True:
             first = self._next(None)
+            if first is _CLOSE:
+                return
             deadline = last_end + max(self.max_wait_s, last_took / 2)  # past already when the backend was idle a while
             batch, size, passed = [first], len(first.items), []
             while size < self.max_items:
                 wait = deadline - time.monotonic() if len(batch) < expected else 0.0
                 call = self._next(max(0.0, wait))
                 if call is None:
+                    break
+                if call is _CLOSE:  # after this batch
+                    self.held.append(call)
                     break
                 if call.key == first.key and size + len(call.items) <= self.max_items:
                     batch.append(call)
@@ -129,6 +143,10 @@ class Batched:
                 run = ((lambda m: lambda items, args, stop: m(items))(method) if name == "score"
                        else (lambda m: lambda items, args, stop: m(items, *args, stop=stop))(method))
                 self.batchers[name] = DynamicBatcher(run, max_items, max_wait_s, on_batch)
+
+    def close(self, timeout: float | None = None) -> None:
+        for batcher in self.batchers.values():
+            batcher.close(timeout)
 
     def generate(self, prompts, params, stop=None):
         return self.batchers["generate"].submit(prompts, (params,), stop)

@@ -145,6 +145,9 @@ class Server:
         log.info("draining %d in-flight calls (grace %.0f s)", self.in_flight(), grace)
         self.health.enter_graceful_shutdown()
         self.grpc.stop(grace).wait()
+        for backend in self.backends.values():
+            if isinstance(backend, Batched):  # its threads hold the model
+                backend.close(grace)
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
 

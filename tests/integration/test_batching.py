@@ -168,6 +168,22 @@ def test_batching_can_be_turned_off():
         srv.stop(grace=1)
 
 
+def test_a_stopped_server_ends_its_batchers_threads():
+    """Each batcher's thread holds its backend (a model, on a service): it ends with the server."""
+    critic = Recording(RuleCritic("seft.tasks.sorting:score"))
+    srv = Server({"critic": critic}).start()
+    threads = [b.thread for b in srv.backends["critic"].batchers.values()]
+    try:
+        with CriticClient(srv.endpoint) as client:
+            assert client.score([(prompt([2, 1]), "1 2")]) == [1.0]
+        assert threads and all(t.is_alive() for t in threads)
+    finally:
+        srv.stop(grace=1)
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+
+
 def test_a_lone_call_never_waits_for_the_batching_budget():
     """With a 10-minute budget, lone calls (one, then another after it) still return at once: the
     budget is only spent waiting for callers of a batch that had several."""
