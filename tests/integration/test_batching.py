@@ -168,7 +168,7 @@ def test_batching_can_be_turned_off():
         srv.stop(grace=1)
 
 
-def test_a_stopped_server_ends_its_batchers_threads():
+def test_a_stopped_server_ends_its_batching_threads():
     """Each batcher's thread holds its backend (a model, on a service): it ends with the server."""
     critic = Recording(RuleCritic("seft.tasks.sorting:score"))
     srv = Server({"critic": critic}).start()
