@@ -26,10 +26,10 @@ export SEFT_BUILD_KUBE ?= 1
 # runs it on a core of its own and every other test on the other cores at the lowest priority
 # (after it, its worker uses every core); priority alone did not hold: torchrun's workers and the
 # node tier's processes start sessions of their own, which the kernel's autogroups share the CPU
-# with. The node tier (group
-# `node`: its one cluster is the machine's) is collected right after tests/e2e, so the worker done
-# with e2e-1 runs it beside that chain (the other worker holds one more unit from the start, the
-# opt-in e2e test, behind its pipeline); then both share the integration and unit tests.
+# with. The node tier (group `node`: its one cluster is the machine's) is collected right after
+# tests/e2e, so the worker done with e2e-1 runs it beside that chain (the other worker holds one
+# more unit from the start, the opt-in e2e test, behind its pipeline); then both share the
+# integration and unit tests.
 TEST_WORKERS ?= 2
 
 .PHONY: setup quickstart test protos lock smollm2
